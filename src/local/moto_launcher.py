@@ -1,0 +1,55 @@
+"""Start moto_server with one fidelity fix for AWS IoT.
+
+moto's CreateCertificateFromCsr ignores the CSR's public key, never checks its
+signature and ignores setAsActive=false. AWS issues a certificate for the CSR's
+own key, so a device keeps its private key to itself. This launcher patches
+that one operation before starting the server, so tests prove the real property.
+"""
+
+import sys
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from moto.core.utils import utcnow
+from moto.iot import models
+from moto.iot.exceptions import InvalidRequestException
+from moto.server import main
+
+_CA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_CA_NAME = x509.Name(
+    [
+        x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Moto"),
+        x509.NameAttribute(x509.NameOID.COMMON_NAME, "Moto Local IoT CA"),
+    ]
+)
+
+
+def create_certificate_from_csr(self, csr, set_as_active):
+    try:
+        request = x509.load_pem_x509_csr(csr.encode("utf-8"))
+    except ValueError as exc:
+        raise InvalidRequestException("The certificate signing request is not valid.") from exc
+    if not request.is_signature_valid:
+        raise InvalidRequestException("The certificate signing request signature is not valid.")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(request.subject)
+        .issuer_name(_CA_NAME)
+        .public_key(request.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(utcnow() - timedelta(minutes=1))
+        .not_valid_after(utcnow() + timedelta(days=365))
+        .sign(_CA_KEY, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode("utf-8")
+    return self.register_certificate(
+        pem, ca_certificate_pem=None, set_as_active=set_as_active, status="INACTIVE"
+    )
+
+
+models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
