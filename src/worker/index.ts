@@ -1,4 +1,9 @@
-// Placeholder entry, replaced by the worker handler (issue 3); exists so the CDK app can bundle it.
-export const handler = async (): Promise<{ batchItemFailures: never[] }> => ({
-  batchItemFailures: [],
-});
+import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
+import { parseConfig, workerConfigSchema } from '../shared/config';
+import { composeWorker } from './compose';
+
+// Clients and the balena key are built once per cold start.
+const ready = composeWorker(parseConfig(workerConfigSchema));
+
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
+  (await ready)(event, context);

@@ -1,0 +1,13 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+
+/** Shared Powertools logger; entries append correlation keys per request and remove them after. */
+export const logger = new Logger({
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'balena-iot-provisioner',
+  logLevel: (process.env.LOG_LEVEL as 'INFO' | undefined) ?? 'INFO',
+});
+
+export const metrics = new Metrics({
+  namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'BalenaIotProvisioner',
+  serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'balena-iot-provisioner',
+});

@@ -1,0 +1,328 @@
+import type { BalenaDevice, DeviceDirectory, VariableScope } from '../shared/balena-directory';
+import {
+  csrKeyFingerprint,
+  type DeviceKeyAlgorithm,
+  generateDeviceCredentials,
+} from '../shared/csr';
+import type { Checkpoints, Job, JobResult } from '../shared/domain';
+import { PermanentError, PoisonMessageError } from '../shared/errors';
+import type { IotRegistry } from '../shared/iot-registry';
+import type { DeviceOutcome, JobStore } from '../shared/job-store';
+
+export const CERT_VARIABLE = 'AWS_CERT';
+export const KEY_VARIABLE = 'AWS_PRIVATE_KEY';
+
+/** Names of the checkpoints, in order; fault tests stop the worker after each. */
+export type StepName =
+  | 'device'
+  | 'thing'
+  | 'issue-recorded'
+  | 'certificate-created'
+  | 'certificate'
+  | 'policy'
+  | 'thing-principal'
+  | 'variables'
+  | 'retired'
+  | 'iot-removed'
+  | 'variables-removed';
+
+/** What the step machine needs; handlers build it once per cold start. */
+export interface StepDeps {
+  readonly store: JobStore;
+  readonly iot: IotRegistry;
+  readonly directory: DeviceDirectory;
+  readonly policyName: string;
+  readonly keyAlgorithm: DeviceKeyAlgorithm;
+  /** How long a worker owns a job between checkpoints. */
+  readonly leaseMs: number;
+  /**
+   * Called after each step is durable (and right after a certificate is created, before that is
+   * recorded). Fault tests stop the worker here; production leaves it unset.
+   */
+  readonly afterStep?: (step: StepName, job: Job) => Promise<void> | void;
+}
+
+export type RunOutcome = 'succeeded' | 'failed' | 'skipped';
+
+/** The job's mutable checkpoints plus the fenced way to save them. */
+class JobRun {
+  readonly cp: Checkpoints;
+
+  constructor(
+    private readonly deps: StepDeps,
+    readonly job: Job,
+    private readonly owner: string,
+  ) {
+    this.cp = { ...job.checkpoints };
+  }
+
+  async save(patch: Checkpoints, step: StepName): Promise<void> {
+    await this.deps.store.checkpoint(this.job.jobId, this.owner, patch, this.deps.leaseMs);
+    Object.assign(this.cp, patch);
+    await this.reached(step);
+  }
+
+  async reached(step: StepName): Promise<void> {
+    await this.deps.afterStep?.(step, this.job);
+  }
+
+  async recordIssueAttempt(keyFingerprint: string): Promise<void> {
+    const attempt = { keyFingerprint, startedAt: new Date().toISOString() };
+    await this.deps.store.recordIssueAttempt(
+      this.job.jobId,
+      this.owner,
+      attempt,
+      this.deps.leaseMs,
+    );
+    this.cp.issueAttempts = [...(this.cp.issueAttempts ?? []), attempt];
+    await this.reached('issue-recorded');
+  }
+}
+
+/**
+ * Runs one job to its end state, resuming from its checkpoints. Permanent errors fail the job;
+ * transient errors propagate so the message is retried (the lease is released by the caller).
+ */
+export async function runJob(deps: StepDeps, jobId: string, owner: string): Promise<RunOutcome> {
+  const job = await deps.store.acquire(jobId, owner, deps.leaseMs);
+  if (!job) throw new PoisonMessageError(`job ${jobId} does not exist`, 'unknown_job');
+  if (job.status === 'succeeded' || job.status === 'failed') return 'skipped';
+  const run = new JobRun(deps, job, owner);
+  try {
+    const { result, device } =
+      job.action === 'provision' ? await provision(deps, run) : await deprovision(deps, run);
+    await deps.store.succeed(job, owner, result, device);
+    return 'succeeded';
+  } catch (error: unknown) {
+    if (!(error instanceof PermanentError)) throw error;
+    await deps.store.fail(job, { code: error.code, message: error.message }, owner);
+    return 'failed';
+  }
+}
+
+async function provision(
+  deps: StepDeps,
+  run: JobRun,
+): Promise<{ result: JobResult; device: DeviceOutcome }> {
+  const { job, cp } = run;
+  const { uuid } = job;
+  const service = job.request.balenaService;
+  const csrMode = job.request.csr !== undefined;
+
+  if (cp.balenaDeviceId === undefined) {
+    const device = await deps.directory.findDevice(uuid);
+    if (!device) throw deviceNotFound(uuid);
+    const serviceInstallId = service
+      ? await deps.directory.resolveServiceInstall(uuid, service)
+      : undefined;
+    await run.save({ balenaDeviceId: device.id, serviceInstallId }, 'device');
+  }
+  const scope: VariableScope = {
+    deviceId: cp.balenaDeviceId as number,
+    serviceInstallId: cp.serviceInstallId,
+  };
+
+  if (!cp.thingReady) {
+    await deps.iot.ensureThing(uuid);
+    await run.save({ thingReady: true }, 'thing');
+  }
+
+  // A recorded certificate whose private key died with an earlier worker is useless unless it
+  // already reached the device: check the variable itself, then retire it if it did not.
+  if (cp.certificateId && cp.deliveredCertificateId !== cp.certificateId && !csrMode) {
+    const delivered = await deps.directory.getVariable(scope, CERT_VARIABLE);
+    if (cp.certificatePem && delivered === toBase64(cp.certificatePem)) {
+      await run.save({ deliveredCertificateId: cp.certificateId }, 'variables');
+    } else {
+      await deps.iot.retireCertificate(cp.certificateArn as string, deps.policyName);
+      await run.save(
+        {
+          certificateId: null,
+          certificateArn: null,
+          certificatePem: null,
+          keyFingerprint: null,
+          policyAttached: false,
+          thingPrincipalAttached: false,
+        },
+        'retired',
+      );
+    }
+  }
+
+  let privateKeyPem: string | undefined;
+  if (!cp.certificateId) {
+    await retireInterruptedAttempts(deps, run);
+    const credentials = csrMode
+      ? {
+          csrPem: job.request.csr as string,
+          keyFingerprint: csrKeyFingerprint(job.request.csr as string),
+        }
+      : await generateDeviceCredentials(uuid, deps.keyAlgorithm);
+    await run.recordIssueAttempt(credentials.keyFingerprint);
+    const issued = await deps.iot.createCertificateFromCsr(credentials.csrPem);
+    await run.reached('certificate-created');
+    privateKeyPem = 'privateKeyPem' in credentials ? credentials.privateKeyPem : undefined;
+    await run.save(
+      {
+        certificateId: issued.certificateId,
+        certificateArn: issued.certificateArn,
+        certificatePem: issued.certificatePem,
+        keyFingerprint: credentials.keyFingerprint,
+        issueAttempts: [],
+        policyAttached: false,
+        thingPrincipalAttached: false,
+      },
+      'certificate',
+    );
+  }
+  const certificateArn = cp.certificateArn as string;
+  const certificatePem = cp.certificatePem as string;
+
+  if (!cp.policyAttached) {
+    await deps.iot.attachPolicy(deps.policyName, certificateArn);
+    await run.save({ policyAttached: true }, 'policy');
+  }
+  if (!cp.thingPrincipalAttached) {
+    await deps.iot.attachThingPrincipal(uuid, certificateArn);
+    await run.save({ thingPrincipalAttached: true }, 'thing-principal');
+  }
+
+  if (cp.deliveredCertificateId !== cp.certificateId) {
+    if (csrMode) {
+      await deps.directory.setVariables(scope, { [CERT_VARIABLE]: toBase64(certificatePem) });
+      await deps.directory.removeVariables(scope, [KEY_VARIABLE]);
+    } else {
+      if (!privateKeyPem) throw new Error('the private key of an undelivered certificate is lost');
+      await deps.directory.setVariables(scope, {
+        [CERT_VARIABLE]: toBase64(certificatePem),
+        [KEY_VARIABLE]: toBase64(privateKeyPem),
+      });
+    }
+    await run.save({ deliveredCertificateId: cp.certificateId }, 'variables');
+  }
+
+  // Only now, with working credentials delivered, retire every other certificate of the thing.
+  const principals = (await deps.iot.listThingPrincipals(uuid)) ?? [];
+  const retired = [...(cp.retiredCertificates ?? [])];
+  for (const principal of principals) {
+    if (principal === certificateArn) continue;
+    await deps.iot.retireCertificate(principal, deps.policyName);
+    retired.push(principal);
+  }
+  if (retired.length > (cp.retiredCertificates?.length ?? 0)) {
+    await run.save({ retiredCertificates: retired }, 'retired');
+  }
+
+  const variables = {
+    level: service ? ('service' as const) : ('device' as const),
+    ...(service ? { service } : {}),
+    names: csrMode ? [CERT_VARIABLE] : [CERT_VARIABLE, KEY_VARIABLE],
+  };
+  const certificateId = cp.certificateId as string;
+  return {
+    result: {
+      thingName: uuid,
+      certificateId,
+      certificateArn,
+      variables,
+      ...(csrMode ? { certificatePem } : {}),
+      ...(retired.length > 0 ? { certificatesRetired: retired.length } : {}),
+    },
+    device: { thingName: uuid, certificateId, certificateArn, balenaService: service },
+  };
+}
+
+/**
+ * Finds, by the public keys recorded before IoT was called, the certificates of attempts that
+ * were interrupted before their certificate was recorded, and retires them.
+ */
+async function retireInterruptedAttempts(deps: StepDeps, run: JobRun): Promise<void> {
+  const attempts = run.cp.issueAttempts ?? [];
+  if (attempts.length === 0) return;
+  const since = new Date(Math.min(...attempts.map((a) => Date.parse(a.startedAt))));
+  const found = await deps.iot.findCertificatesByKey(
+    new Set(attempts.map((a) => a.keyFingerprint)),
+    since,
+  );
+  for (const certificate of found) {
+    await deps.iot.retireCertificate(certificate.certificateArn, deps.policyName);
+  }
+  await run.save(
+    {
+      issueAttempts: [],
+      retiredCertificates: [
+        ...(run.cp.retiredCertificates ?? []),
+        ...found.map((c) => c.certificateArn),
+      ],
+    },
+    'retired',
+  );
+}
+
+async function deprovision(
+  deps: StepDeps,
+  run: JobRun,
+): Promise<{ result: JobResult; device: DeviceOutcome }> {
+  const { job, cp } = run;
+  const { uuid } = job;
+  let retired = cp.retiredCertificates ?? [];
+
+  if (!cp.thingDeleted) {
+    const principals = await deps.iot.listThingPrincipals(uuid);
+    retired = [...retired];
+    for (const principal of principals ?? []) {
+      await deps.iot.retireCertificate(principal, deps.policyName);
+      retired.push(principal);
+    }
+    if (principals) await deps.iot.deleteThing(uuid);
+    await run.save({ thingDeleted: true, retiredCertificates: retired }, 'iot-removed');
+  }
+
+  if (!cp.variablesRemoved) {
+    const device: BalenaDevice | undefined = await deps.directory.findDevice(uuid);
+    if (device) {
+      await deps.directory.removeVariables({ deviceId: device.id }, [CERT_VARIABLE, KEY_VARIABLE]);
+      const service = job.request.balenaService;
+      if (service) {
+        const serviceInstallId = await deps.directory
+          .resolveServiceInstall(uuid, service)
+          .catch((error: unknown) => {
+            if (error instanceof PermanentError && error.code === 'service_not_found') return;
+            throw error;
+          });
+        if (serviceInstallId !== undefined) {
+          await deps.directory.removeVariables({ deviceId: device.id, serviceInstallId }, [
+            CERT_VARIABLE,
+            KEY_VARIABLE,
+          ]);
+        }
+      }
+    }
+    await run.save({ variablesRemoved: true, deviceMissing: !device }, 'variables-removed');
+  }
+
+  return {
+    result: {
+      thingName: uuid,
+      certificatesRetired: retired.length,
+      ...(cp.deviceMissing
+        ? {}
+        : {
+            variables: {
+              level: job.request.balenaService ? 'service' : 'device',
+              ...(job.request.balenaService ? { service: job.request.balenaService } : {}),
+              names: [CERT_VARIABLE, KEY_VARIABLE],
+            },
+          }),
+    },
+    device: {},
+  };
+}
+
+function deviceNotFound(uuid: string): PermanentError {
+  return new PermanentError(`balena has no device with uuid ${uuid}`, 'device_not_found');
+}
+
+function toBase64(text: string): string {
+  return Buffer.from(text, 'utf8').toString('base64');
+}
