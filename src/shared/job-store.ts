@@ -4,6 +4,8 @@ import {
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
   type DynamoDBDocumentClient,
   GetCommand,
   QueryCommand,
@@ -54,6 +56,10 @@ export interface ListJobsOptions {
 export interface JobStore {
   /** Records a job unless the device has an active one (returned instead) or is already provisioned. */
   createJob(input: CreateJobInput): Promise<CreateJobOutcome>;
+  /** Bulk createJob for fleet enrollment, in batched transactions; outcomes in input order. */
+  createJobs(inputs: readonly CreateJobInput[]): Promise<CreateJobOutcome[]>;
+  /** Device records by uuid (missing ones omitted), read in batches. */
+  getDevices(uuids: readonly string[]): Promise<DeviceRecord[]>;
   getJob(jobId: string): Promise<Job | undefined>;
   getDevice(uuid: string): Promise<DeviceRecord | undefined>;
   /** Takes the job's lease for `owner` and counts an attempt; throws LeaseHeldError while another holds it. */
@@ -101,62 +107,65 @@ export class DynamoDbJobStore implements JobStore {
     return Math.floor(now.getTime() / 1000) + this.options.ttlDays * 86_400;
   }
 
+  /** The job a `createJob` would record now, and the two transaction items that record it. */
+  private newJobItems(input: CreateJobInput) {
+    const now = this.now().toISOString();
+    const job: Job = {
+      jobId: randomUUID(),
+      action: input.action,
+      uuid: input.uuid,
+      status: 'queued',
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+      request: input.request,
+      checkpoints: {},
+      requestedBy: input.requestedBy,
+    };
+    const blockIfProvisioned = input.action === 'provision' && !input.request.rotate;
+    const items = [
+      {
+        Put: {
+          TableName: this.tableName,
+          Item: {
+            ...jobKey(job.jobId),
+            type: 'job',
+            gsi1pk: statusIndexKey('queued'),
+            gsi1sk: `${now}#${job.jobId}`,
+            ...job,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        },
+      },
+      {
+        Update: {
+          TableName: this.tableName,
+          Key: deviceKey(input.uuid),
+          UpdateExpression:
+            'SET #type = :device, #uuid = :uuid, activeJobId = :job, lastJobId = :job, updatedAt = :now, #state = if_not_exists(#state, :unprovisioned)',
+          ConditionExpression: blockIfProvisioned
+            ? 'attribute_not_exists(activeJobId) AND (attribute_not_exists(#state) OR #state <> :provisioned)'
+            : 'attribute_not_exists(activeJobId)',
+          ExpressionAttributeNames: { '#type': 'type', '#uuid': 'uuid', '#state': 'state' },
+          ExpressionAttributeValues: {
+            ':device': 'device',
+            ':uuid': input.uuid,
+            ':job': job.jobId,
+            ':now': now,
+            ':unprovisioned': 'unprovisioned',
+            ...(blockIfProvisioned ? { ':provisioned': 'provisioned' } : {}),
+          },
+        },
+      },
+    ];
+    return { job, items, blockIfProvisioned };
+  }
+
   async createJob(input: CreateJobInput): Promise<CreateJobOutcome> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      const now = this.now().toISOString();
-      const job: Job = {
-        jobId: randomUUID(),
-        action: input.action,
-        uuid: input.uuid,
-        status: 'queued',
-        attempts: 0,
-        createdAt: now,
-        updatedAt: now,
-        request: input.request,
-        checkpoints: {},
-        requestedBy: input.requestedBy,
-      };
-      const blockIfProvisioned = input.action === 'provision' && !input.request.rotate;
+      const { job, items, blockIfProvisioned } = this.newJobItems(input);
       try {
-        await this.doc.send(
-          new TransactWriteCommand({
-            TransactItems: [
-              {
-                Put: {
-                  TableName: this.tableName,
-                  Item: {
-                    ...jobKey(job.jobId),
-                    type: 'job',
-                    gsi1pk: statusIndexKey('queued'),
-                    gsi1sk: `${now}#${job.jobId}`,
-                    ...job,
-                  },
-                  ConditionExpression: 'attribute_not_exists(pk)',
-                },
-              },
-              {
-                Update: {
-                  TableName: this.tableName,
-                  Key: deviceKey(input.uuid),
-                  UpdateExpression:
-                    'SET #type = :device, #uuid = :uuid, activeJobId = :job, lastJobId = :job, updatedAt = :now, #state = if_not_exists(#state, :unprovisioned)',
-                  ConditionExpression: blockIfProvisioned
-                    ? 'attribute_not_exists(activeJobId) AND (attribute_not_exists(#state) OR #state <> :provisioned)'
-                    : 'attribute_not_exists(activeJobId)',
-                  ExpressionAttributeNames: { '#type': 'type', '#uuid': 'uuid', '#state': 'state' },
-                  ExpressionAttributeValues: {
-                    ':device': 'device',
-                    ':uuid': input.uuid,
-                    ':job': job.jobId,
-                    ':now': now,
-                    ':unprovisioned': 'unprovisioned',
-                    ...(blockIfProvisioned ? { ':provisioned': 'provisioned' } : {}),
-                  },
-                },
-              },
-            ],
-          }),
-        );
+        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
         return { kind: 'created', job };
       } catch (error: unknown) {
         if (!(error instanceof TransactionCanceledException)) throw error;
@@ -167,6 +176,28 @@ export class DynamoDbJobStore implements JobStore {
       }
     }
     throw new StoreConflictError('the device is changing too fast; try again', 'store_conflict');
+  }
+
+  /**
+   * Bulk `createJob`: one transaction per 25 devices (50 items, under DynamoDB's 100); a chunk
+   * the table refuses (a device got a job meanwhile) falls back to one transaction per device.
+   */
+  async createJobs(inputs: readonly CreateJobInput[]): Promise<CreateJobOutcome[]> {
+    const outcomes: CreateJobOutcome[] = [];
+    for (let i = 0; i < inputs.length; i += 25) {
+      const chunk = inputs.slice(i, i + 25);
+      const prepared = chunk.map((input) => this.newJobItems(input));
+      try {
+        await this.doc.send(
+          new TransactWriteCommand({ TransactItems: prepared.flatMap((p) => p.items) }),
+        );
+        outcomes.push(...prepared.map((p) => ({ kind: 'created' as const, job: p.job })));
+      } catch (error: unknown) {
+        if (!(error instanceof TransactionCanceledException)) throw error;
+        for (const input of chunk) outcomes.push(await this.createJob(input));
+      }
+    }
+    return outcomes;
   }
 
   private async explainRefusal(
@@ -205,6 +236,23 @@ export class DynamoDbJobStore implements JobStore {
       new GetCommand({ TableName: this.tableName, Key: deviceKey(uuid), ConsistentRead: true }),
     );
     return out.Item ? toDevice(out.Item) : undefined;
+  }
+
+  async getDevices(uuids: readonly string[]): Promise<DeviceRecord[]> {
+    const devices: DeviceRecord[] = [];
+    for (let i = 0; i < uuids.length; i += 100) {
+      let keys: Record<string, unknown>[] | undefined = uuids.slice(i, i + 100).map(deviceKey);
+      while (keys && keys.length > 0) {
+        const out: BatchGetCommandOutput = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: { [this.tableName]: { Keys: keys, ConsistentRead: true } },
+          }),
+        );
+        devices.push(...(out.Responses?.[this.tableName] ?? []).map(toDevice));
+        keys = out.UnprocessedKeys?.[this.tableName]?.Keys;
+      }
+    }
+    return devices;
   }
 
   async acquire(jobId: string, owner: string, leaseMs: number): Promise<Job | undefined> {
