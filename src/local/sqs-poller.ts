@@ -16,6 +16,11 @@ export interface PollerOptions {
   readonly concurrency?: number;
   readonly waitTimeSeconds?: number;
   readonly region?: string;
+  /**
+   * Like Lambda's function timeout: an invocation still running after this is abandoned (its
+   * messages stay in SQS and come back after their visibility timeout). Default 60 s.
+   */
+  readonly invocationTimeoutMs?: number;
 }
 
 /**
@@ -27,6 +32,7 @@ export class SqsPoller {
   private loops: Promise<void>[] = [];
   private queueArn = 'arn:aws:sqs:us-east-1:000000000000:local';
   invocations = 0;
+  timeouts = 0;
 
   constructor(
     private readonly sqs: SQSClient,
@@ -95,7 +101,19 @@ export class SqsPoller {
       awsRegion: this.options.region ?? 'us-east-1',
     }));
     this.invocations++;
-    const response = await this.handler({ Records: records }, localContext());
+    const timeoutMs = this.options.invocationTimeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const response = await Promise.race([
+      this.handler({ Records: records }, localContext(timeoutMs)),
+      timedOut,
+    ]).finally(() => clearTimeout(timer));
+    if (response === 'timeout') {
+      this.timeouts++;
+      return;
+    }
     const failed = new Set(response?.batchItemFailures?.map((f) => f.itemIdentifier) ?? []);
     const done = records.filter((r) => !failed.has(r.messageId));
     if (done.length === 0) return;
@@ -108,8 +126,8 @@ export class SqsPoller {
   }
 }
 
-function localContext(): Context {
-  const deadline = Date.now() + 60_000;
+function localContext(timeoutMs: number): Context {
+  const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName: 'local-worker',

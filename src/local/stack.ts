@@ -38,6 +38,8 @@ export interface LocalStackOptions {
   readonly legacyEnabled?: boolean;
   readonly pollerConcurrency?: number;
   readonly batchSize?: number;
+  /** The worker's timeout: a hung invocation is abandoned after this (default 60 s). */
+  readonly invocationTimeoutMs?: number;
   /** IoT through another endpoint, e.g. a throttling proxy in front of moto. */
   readonly iotEndpoint?: string;
   readonly keyAlgorithm?: 'ec-p256' | 'rsa-2048';
@@ -147,6 +149,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       concurrency: options.pollerConcurrency ?? 4,
       waitTimeSeconds: 1,
       region,
+      invocationTimeoutMs: options.invocationTimeoutMs,
     });
     if (options.startWorker ?? true) await poller.start();
     stops.push(() => poller.stop());

@@ -5,6 +5,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 export const logger = new Logger({
   serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'balena-iot-provisioner',
   logLevel: (process.env.LOG_LEVEL as 'INFO' | undefined) ?? 'INFO',
+  // Powertools serializes an error's own properties and its cause; keep requests out of logs.
 });
 
 export const metrics = new Metrics({

@@ -1,0 +1,175 @@
+import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
+import {
+  DescribeCertificateCommand,
+  ListAttachedPoliciesCommand,
+  ListCertificatesCommand,
+  ListPrincipalThingsCommand,
+  ListThingPrincipalsCommand,
+} from '@aws-sdk/client-iot';
+import type { SimDeviceSeed } from '../../src/local/balena-sim';
+import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../src/local/stack';
+import {
+  certificateIdFromArn,
+  certificateKeyFingerprint,
+  fingerprintSpki,
+} from '../../src/shared/iot-registry';
+import { motoEndpoint, newUuid } from './aws';
+
+/** A local stack on the shared moto, with fast retry timings for tests. */
+export function startTestStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  return startLocalStack({
+    awsEndpoint: motoEndpoint(),
+    visibilityTimeoutSeconds: 2,
+    leaseSeconds: 1.5,
+    backoffBaseSeconds: 0,
+    backoffMaxSeconds: 1,
+    maxReceiveCount: 4,
+    legacyWaitSeconds: 20,
+    invocationTimeoutMs: 1_500,
+    ...options,
+  });
+}
+
+/** Adds `count` devices (with device keys) to a fleet of the stack's simulator. */
+export function addDevices(stack: LocalStack, fleet: string, count: number): Required<SimDeviceSeed>[] {
+  const sim = stack.sim;
+  if (!sim) throw new Error('the stack has no in-process simulator');
+  return Array.from({ length: count }, (_, i) => {
+    const uuid = newUuid();
+    const deviceKey = `dk-${randomBytes(12).toString('hex')}`;
+    const created = sim.addDevice(fleet, { uuid, deviceKey, deviceName: `dev-${i}`, isOnline: true });
+    return { uuid, deviceKey, id: created.id, deviceName: `dev-${i}`, isOnline: true };
+  });
+}
+
+export interface ApiAnswer {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: Record<string, unknown>;
+}
+
+/** One HTTP call to the stack's API. */
+export async function api(
+  stack: LocalStack,
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; rawBody?: string } = {},
+): Promise<ApiAnswer> {
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  const response = await fetch(`${stack.apiUrl}${path}`, { method, headers, body });
+  const text = await response.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    json = {};
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
+/** POSTs a provision request and long-polls the job to its end. */
+export async function provisionAndWait(
+  stack: LocalStack,
+  uuid: string,
+  token: string,
+  body: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
+  const posted = await api(stack, 'POST', '/v1/provision', { token, body: { uuid, ...body } });
+  if (posted.status !== 202 && posted.status !== 200) {
+    throw new Error(`provision answered ${posted.status}: ${posted.text}`);
+  }
+  return waitForJob(stack, String(posted.json.jobId), token);
+}
+
+export async function waitForJob(
+  stack: LocalStack,
+  jobId: string,
+  token: string,
+  timeoutMs = 45_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answer = await api(stack, 'GET', `/v1/jobs/${jobId}?wait=10`, { token });
+    const status = answer.json.status;
+    if (status === 'succeeded' || status === 'failed') return answer.json;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${String(status)}`);
+  }
+}
+
+export interface ThingCertificate {
+  arn: string;
+  id: string;
+  status: string;
+  pem: string;
+  policies: string[];
+}
+
+/** The certificates attached to a thing, with status, PEM and policies (undefined: no thing). */
+export async function thingCertificates(
+  stack: LocalStack,
+  thingName: string,
+): Promise<ThingCertificate[] | undefined> {
+  let principals: string[];
+  try {
+    const out = await stack.aws.iot.send(new ListThingPrincipalsCommand({ thingName }));
+    principals = out.principals ?? [];
+  } catch (error: unknown) {
+    if (error instanceof Error && error.name === 'ResourceNotFoundException') return undefined;
+    throw error;
+  }
+  return Promise.all(
+    principals.map(async (arn) => {
+      const id = certificateIdFromArn(arn);
+      const described = await stack.aws.iot.send(new DescribeCertificateCommand({ certificateId: id }));
+      const policies = await stack.aws.iot.send(new ListAttachedPoliciesCommand({ target: arn }));
+      return {
+        arn,
+        id,
+        status: described.certificateDescription?.status ?? '',
+        pem: described.certificateDescription?.certificatePem ?? '',
+        policies: (policies.policies ?? []).map((p) => p.policyName ?? ''),
+      };
+    }),
+  );
+}
+
+export function fromBase64(value: string | undefined): string {
+  return Buffer.from(value ?? '', 'base64').toString('utf8');
+}
+
+/** True when `privateKeyPem` is the key of `certificatePem`. */
+export function keyMatchesCertificate(privateKeyPem: string, certificatePem: string): boolean {
+  const spki = createPublicKey(privateKeyPem).export({ type: 'spki', format: 'der' });
+  return fingerprintSpki(spki) === certificateKeyFingerprint(certificatePem);
+}
+
+/**
+ * Certificates issued for these devices (subject CN = uuid) since `since` that are not attached
+ * to any thing: what a crash could leave behind.
+ */
+export async function unattachedCertificates(
+  stack: LocalStack,
+  uuids: readonly string[],
+  since: Date,
+): Promise<string[]> {
+  const wanted = new Set(uuids);
+  const out = await stack.aws.iot.send(new ListCertificatesCommand({}));
+  const leftovers: string[] = [];
+  for (const summary of out.certificates ?? []) {
+    if ((summary.creationDate?.getTime() ?? 0) < since.getTime() - 5_000) continue;
+    const id = summary.certificateId as string;
+    const described = await stack.aws.iot.send(new DescribeCertificateCommand({ certificateId: id }));
+    const pem = described.certificateDescription?.certificatePem;
+    if (!pem) continue;
+    const cn = /CN=([0-9a-f]+)/.exec(new X509Certificate(pem).subject)?.[1];
+    if (!cn || !wanted.has(cn)) continue;
+    const things = await stack.aws.iot.send(
+      new ListPrincipalThingsCommand({ principal: summary.certificateArn }),
+    );
+    if ((things.things ?? []).length === 0) leftovers.push(`${cn}:${id}`);
+  }
+  return leftovers;
+}
