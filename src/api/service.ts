@@ -67,13 +67,10 @@ export class ProvisioningService {
     try {
       await this.deps.queue.enqueue(job.jobId);
     } catch (error: unknown) {
-      // The record exists but no message does: fail it so the device is not blocked by a job
+      // The record exists but no message does: remove it so the device is not blocked by a job
       // that would never run, and tell the caller to try again.
-      logger.error('enqueue failed; job failed to free the device', { jobId: job.jobId, error });
-      await this.deps.store.fail(job, {
-        code: 'enqueue_failed',
-        message: 'the job could not be queued',
-      });
+      logger.error('enqueue failed; job discarded', { jobId: job.jobId, error });
+      await this.deps.store.discard(job);
       throw new QueueUnavailableError({ cause: error });
     }
   }

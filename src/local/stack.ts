@@ -21,6 +21,8 @@ export const LOCAL_OPERATOR_BALENA_KEY = 'local-operator-balena-key';
 export interface LocalStackOptions {
   /** A running moto; when absent one is started (and stopped with the stack). */
   readonly awsEndpoint?: string;
+  /** Use real AWS (default credential chain) instead of moto. */
+  readonly realAws?: boolean;
   readonly region?: string;
   /** Suffix for table/queue/policy names so several stacks share one moto. Default: random. */
   readonly namespace?: string;
@@ -43,6 +45,8 @@ export interface LocalStackOptions {
   /** IoT through another endpoint, e.g. a throttling proxy in front of moto. */
   readonly iotEndpoint?: string;
   readonly keyAlgorithm?: 'ec-p256' | 'rsa-2048';
+  /** Written to devices as AWS_DATA_ENDPOINT when set. */
+  readonly iotDataEndpoint?: string;
   /** Test hooks for the worker (e.g. `afterStep` to stop it between steps). */
   readonly workerOverrides?: Partial<WorkerDeps>;
   /** Start the SQS poller (Lambda's event source mapping); default true. */
@@ -52,7 +56,8 @@ export interface LocalStackOptions {
 /** What the CLI and scripts need to reach a local stack (`.local/stack.json`). */
 export interface StackDescriptor {
   readonly apiUrl: string;
-  readonly awsEndpoint: string;
+  /** The emulator endpoint; absent when the stack uses real AWS. */
+  readonly awsEndpoint?: string;
   readonly region: string;
   readonly tableName: string;
   readonly queueUrl: string;
@@ -85,11 +90,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const stops: Array<() => Promise<void>> = [];
   try {
     let moto: MotoServer | undefined;
-    if (!options.awsEndpoint) {
+    if (!options.awsEndpoint && !options.realAws) {
       moto = await startMoto();
       stops.push(() => moto!.stop());
     }
-    const awsEndpoint = options.awsEndpoint ?? (moto as MotoServer).endpoint;
+    const awsEndpoint = options.awsEndpoint ?? moto?.endpoint;
     const aws = makeAwsClients({ region, endpoint: awsEndpoint, maxAttempts: 3 });
     const ns = options.namespace ?? randomBytes(4).toString('hex');
     const maxReceiveCount = options.maxReceiveCount ?? 5;
@@ -138,6 +143,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       BACKOFF_BASE_SECONDS: String(options.backoffBaseSeconds ?? 1),
       BACKOFF_MAX_SECONDS: String(options.backoffMaxSeconds ?? 30),
       DEVICE_KEY_ALGORITHM: options.keyAlgorithm ?? 'ec-p256',
+      ...(options.iotDataEndpoint ? { IOT_DATA_ENDPOINT: options.iotDataEndpoint } : {}),
     });
     const apiHandler = await composeApi(apiConfig);
     const workerHandler = await composeWorker(workerConfig, options.workerOverrides);

@@ -37,6 +37,8 @@ export const workerConfigSchema = baseSchema.extend({
   MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).default(5),
   /** Key type the worker generates for devices that do not send a CSR. */
   DEVICE_KEY_ALGORITHM: z.enum(['ec-p256', 'rsa-2048']).default('ec-p256'),
+  /** When set, also written to devices as AWS_DATA_ENDPOINT (the MQTT host they connect to). */
+  IOT_DATA_ENDPOINT: z.string().min(1).optional(),
   /** How long a worker owns a job between checkpoints; keep it above the slowest step. */
   LEASE_SECONDS: z.coerce.number().positive().default(90),
   BACKOFF_BASE_SECONDS: z.coerce.number().min(0).default(2),

@@ -78,6 +78,8 @@ export interface JobStore {
   succeed(job: Job, owner: string, result: JobResult, device: DeviceOutcome): Promise<void>;
   /** Fails the job and frees the device; `owner` fences it when given. */
   fail(job: Job, error: JobError, owner?: string): Promise<void>;
+  /** Deletes a queued job that was never enqueued and frees its device (enqueue compensation). */
+  discard(job: Job): Promise<void>;
   /** Puts a failed job back to queued (DLQ replay); false when another job took the device. */
   requeue(jobId: string): Promise<boolean>;
   listJobs(options?: ListJobsOptions): Promise<Job[]>;
@@ -142,7 +144,7 @@ export class DynamoDbJobStore implements JobStore {
           TableName: this.tableName,
           Key: deviceKey(input.uuid),
           UpdateExpression:
-            'SET #type = :device, #uuid = :uuid, activeJobId = :job, lastJobId = :job, updatedAt = :now, #state = if_not_exists(#state, :unprovisioned)',
+            'SET #type = :device, #uuid = :uuid, activeJobId = :job, updatedAt = :now, #state = if_not_exists(#state, :unprovisioned)',
           ConditionExpression: blockIfProvisioned
             ? 'attribute_not_exists(activeJobId) AND (attribute_not_exists(#state) OR #state <> :provisioned)'
             : 'attribute_not_exists(activeJobId)',
@@ -379,9 +381,9 @@ export class DynamoDbJobStore implements JobStore {
     const now = this.now();
     const provisioned = job.action === 'provision';
     const deviceSets = provisioned
-      ? '#state = :state, thingName = :thing, certificateId = :certId, certificateArn = :certArn, provisionJobId = :job, updatedAt = :now' +
+      ? '#state = :state, thingName = :thing, certificateId = :certId, certificateArn = :certArn, provisionJobId = :job, lastJobId = :job, updatedAt = :now' +
         (device.balenaService ? ', balenaService = :service' : '')
-      : '#state = :state, updatedAt = :now';
+      : '#state = :state, lastJobId = :job, updatedAt = :now';
     const deviceRemoves = provisioned
       ? `activeJobId${device.balenaService ? '' : ', balenaService'}`
       : 'activeJobId, thingName, certificateId, certificateArn, provisionJobId, balenaService';
@@ -466,8 +468,8 @@ export class DynamoDbJobStore implements JobStore {
               TableName: this.tableName,
               Key: deviceKey(job.uuid),
               UpdateExpression: firstProvision
-                ? 'SET #state = :failedState, updatedAt = :now REMOVE activeJobId'
-                : 'SET updatedAt = :now REMOVE activeJobId',
+                ? 'SET #state = :failedState, lastJobId = :job, updatedAt = :now REMOVE activeJobId'
+                : 'SET lastJobId = :job, updatedAt = :now REMOVE activeJobId',
               ConditionExpression: 'attribute_not_exists(activeJobId) OR activeJobId = :job',
               ExpressionAttributeValues: {
                 ':job': job.jobId,
@@ -475,6 +477,33 @@ export class DynamoDbJobStore implements JobStore {
                 ...(firstProvision ? { ':failedState': 'failed' } : {}),
               },
               ...(firstProvision ? { ExpressionAttributeNames: { '#state': 'state' } } : {}),
+            },
+          },
+        ],
+      }),
+    );
+  }
+
+  async discard(job: Job): Promise<void> {
+    await this.doc.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Delete: {
+              TableName: this.tableName,
+              Key: jobKey(job.jobId),
+              ConditionExpression: '#status = :queued',
+              ExpressionAttributeNames: { '#status': 'status' },
+              ExpressionAttributeValues: { ':queued': 'queued' },
+            },
+          },
+          {
+            Update: {
+              TableName: this.tableName,
+              Key: deviceKey(job.uuid),
+              UpdateExpression: 'REMOVE activeJobId',
+              ConditionExpression: 'activeJobId = :job',
+              ExpressionAttributeValues: { ':job': job.jobId },
             },
           },
         ],
@@ -512,7 +541,7 @@ export class DynamoDbJobStore implements JobStore {
               Update: {
                 TableName: this.tableName,
                 Key: deviceKey(job.uuid),
-                UpdateExpression: 'SET activeJobId = :job, lastJobId = :job, updatedAt = :now',
+                UpdateExpression: 'SET activeJobId = :job, updatedAt = :now',
                 ConditionExpression:
                   '(attribute_not_exists(activeJobId) OR activeJobId = :job) AND lastJobId = :job',
                 ExpressionAttributeValues: { ':job': jobId, ':now': now },

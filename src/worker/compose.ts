@@ -35,6 +35,7 @@ export async function composeWorkerDeps(
     directory: new BalenaSdkDirectory(sdk),
     policyName: config.IOT_POLICY_NAME,
     keyAlgorithm: config.DEVICE_KEY_ALGORITHM,
+    dataEndpoint: config.IOT_DATA_ENDPOINT,
     leaseMs: config.LEASE_SECONDS * 1000,
     maxReceiveCount: config.MAX_RECEIVE_COUNT,
     backoff: { baseSeconds: config.BACKOFF_BASE_SECONDS, maxSeconds: config.BACKOFF_MAX_SECONDS },

@@ -11,6 +11,7 @@ import type { DeviceOutcome, JobStore } from '../shared/job-store';
 
 export const CERT_VARIABLE = 'AWS_CERT';
 export const KEY_VARIABLE = 'AWS_PRIVATE_KEY';
+export const ENDPOINT_VARIABLE = 'AWS_DATA_ENDPOINT';
 
 /** Names of the checkpoints, in order; fault tests stop the worker after each. */
 export type StepName =
@@ -33,6 +34,8 @@ export interface StepDeps {
   readonly directory: DeviceDirectory;
   readonly policyName: string;
   readonly keyAlgorithm: DeviceKeyAlgorithm;
+  /** The IoT data endpoint written as AWS_DATA_ENDPOINT, when configured. */
+  readonly dataEndpoint?: string;
   /** How long a worker owns a job between checkpoints. */
   readonly leaseMs: number;
   /**
@@ -188,14 +191,21 @@ async function provision(
   }
 
   if (cp.deliveredCertificateId !== cp.certificateId) {
+    const endpoint: Record<string, string> = deps.dataEndpoint
+      ? { [ENDPOINT_VARIABLE]: deps.dataEndpoint }
+      : {};
     if (csrMode) {
-      await deps.directory.setVariables(scope, { [CERT_VARIABLE]: toBase64(certificatePem) });
+      await deps.directory.setVariables(scope, {
+        [CERT_VARIABLE]: toBase64(certificatePem),
+        ...endpoint,
+      });
       await deps.directory.removeVariables(scope, [KEY_VARIABLE]);
     } else {
       if (!privateKeyPem) throw new Error('the private key of an undelivered certificate is lost');
       await deps.directory.setVariables(scope, {
         [CERT_VARIABLE]: toBase64(certificatePem),
         [KEY_VARIABLE]: toBase64(privateKeyPem),
+        ...endpoint,
       });
     }
     await run.save({ deliveredCertificateId: cp.certificateId }, 'variables');
@@ -216,7 +226,11 @@ async function provision(
   const variables = {
     level: service ? ('service' as const) : ('device' as const),
     ...(service ? { service } : {}),
-    names: csrMode ? [CERT_VARIABLE] : [CERT_VARIABLE, KEY_VARIABLE],
+    names: [
+      CERT_VARIABLE,
+      ...(csrMode ? [] : [KEY_VARIABLE]),
+      ...(deps.dataEndpoint ? [ENDPOINT_VARIABLE] : []),
+    ],
   };
   const certificateId = cp.certificateId as string;
   return {

@@ -1,5 +1,5 @@
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { LocalStack } from '../../src/local/stack';
 import { newUuid } from '../helpers/aws';
 import {
@@ -35,7 +35,11 @@ describe('device provisioning through the local stack', () => {
     expect(posted.status).toBe(202);
     expect(posted.headers.get('location')).toBe(`/v1/jobs/${posted.json.jobId}`);
     expect(Number(posted.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect(posted.json).toMatchObject({ action: 'provision', uuid: device!.uuid, status: 'queued' });
+    expect(posted.json).toMatchObject({
+      action: 'provision',
+      uuid: device!.uuid,
+      status: 'queued',
+    });
 
     const job = await waitForJob(stack, String(posted.json.jobId), device!.deviceKey);
     expect(job).toMatchObject({ status: 'succeeded', attempts: 1 });
@@ -47,9 +51,13 @@ describe('device provisioning through the local stack', () => {
 
     const variables = stack.sim!.deviceEnvVars(device!.uuid);
     expect(fromBase64(variables.AWS_CERT)).toBe(certificate!.pem);
-    expect(keyMatchesCertificate(fromBase64(variables.AWS_PRIVATE_KEY), certificate!.pem)).toBe(true);
+    expect(keyMatchesCertificate(fromBase64(variables.AWS_PRIVATE_KEY), certificate!.pem)).toBe(
+      true,
+    );
 
-    const state = await api(stack, 'GET', `/v1/devices/${device!.uuid}`, { token: device!.deviceKey });
+    const state = await api(stack, 'GET', `/v1/devices/${device!.uuid}`, {
+      token: device!.deviceKey,
+    });
     expect(state.json).toMatchObject({
       state: 'provisioned',
       thingName: device!.uuid,
@@ -62,7 +70,10 @@ describe('device provisioning through the local stack', () => {
     const [device] = addDevices(stack, FLEET, 1);
     const answers = await Promise.all(
       Array.from({ length: 10 }, () =>
-        api(stack, 'POST', '/v1/provision', { token: device!.deviceKey, body: { uuid: device!.uuid } }),
+        api(stack, 'POST', '/v1/provision', {
+          token: device!.deviceKey,
+          body: { uuid: device!.uuid },
+        }),
       ),
     );
     const jobIds = new Set(answers.map((a) => a.json.jobId));
@@ -99,7 +110,9 @@ describe('device provisioning through the local stack', () => {
 
   it('writes service-level variables when balenaService is given', async () => {
     const [device] = addDevices(stack, FLEET, 1);
-    const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey, { balenaService: 'main' });
+    const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey, {
+      balenaService: 'main',
+    });
 
     expect(job.status).toBe('succeeded');
     expect(Object.keys(stack.sim!.serviceEnvVars(device!.uuid, 'main')).sort()).toEqual([
@@ -111,9 +124,15 @@ describe('device provisioning through the local stack', () => {
 
   it('fails at once with service_not_found for a service the device does not run', async () => {
     const [device] = addDevices(stack, FLEET, 1);
-    const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey, { balenaService: 'nope' });
+    const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey, {
+      balenaService: 'nope',
+    });
 
-    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'service_not_found' } });
+    expect(job).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: { code: 'service_not_found' },
+    });
     expect(stack.sim!.serviceEnvVars(device!.uuid, 'main')).toEqual({});
   });
 
@@ -121,7 +140,11 @@ describe('device provisioning through the local stack', () => {
     const uuid = newUuid();
     const job = await provisionAndWait(stack, uuid, stack.operatorToken);
 
-    expect(job).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'device_not_found' } });
+    expect(job).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: { code: 'device_not_found' },
+    });
     expect(await thingCertificates(stack, uuid)).toBeUndefined();
   });
 
@@ -143,14 +166,24 @@ describe('device provisioning through the local stack', () => {
 
     it("refuses a valid key of another device with 403 and reading another device's job", async () => {
       const [a, b] = addDevices(stack, FLEET, 2);
-      const denied = await api(stack, 'POST', '/v1/provision', { token: a!.deviceKey, body: { uuid: b!.uuid } });
+      const denied = await api(stack, 'POST', '/v1/provision', {
+        token: a!.deviceKey,
+        body: { uuid: b!.uuid },
+      });
       expect(denied.status).toBe(403);
       expect(denied.json.code).toBe('forbidden');
 
-      const posted = await api(stack, 'POST', '/v1/provision', { token: b!.deviceKey, body: { uuid: b!.uuid } });
-      const peek = await api(stack, 'GET', `/v1/jobs/${posted.json.jobId}`, { token: a!.deviceKey });
+      const posted = await api(stack, 'POST', '/v1/provision', {
+        token: b!.deviceKey,
+        body: { uuid: b!.uuid },
+      });
+      const peek = await api(stack, 'GET', `/v1/jobs/${posted.json.jobId}`, {
+        token: a!.deviceKey,
+      });
       expect(peek.status).toBe(403);
-      const operator = await api(stack, 'GET', `/v1/jobs/${posted.json.jobId}`, { token: stack.operatorToken });
+      const operator = await api(stack, 'GET', `/v1/jobs/${posted.json.jobId}`, {
+        token: stack.operatorToken,
+      });
       expect(operator.status).toBe(200);
     });
   });
@@ -159,10 +192,23 @@ describe('device provisioning through the local stack', () => {
     it.each([
       ['malformed JSON', '{"uuid":', 400, 'malformed_json'],
       ['an invalid uuid', JSON.stringify({ uuid: 'xyz' }), 400, 'invalid_uuid'],
-      ['an unknown field', JSON.stringify({ uuid: 'a'.repeat(32), extra: 1 }), 400, 'invalid_request'],
-      ['a body over 64 KiB', JSON.stringify({ uuid: 'a'.repeat(32), pad: 'x'.repeat(70_000) }), 413, 'body_too_large'],
+      [
+        'an unknown field',
+        JSON.stringify({ uuid: 'a'.repeat(32), extra: 1 }),
+        400,
+        'invalid_request',
+      ],
+      [
+        'a body over 64 KiB',
+        JSON.stringify({ uuid: 'a'.repeat(32), pad: 'x'.repeat(70_000) }),
+        413,
+        'body_too_large',
+      ],
     ])('answers %s with a problem', async (_name, rawBody, status, code) => {
-      const answer = await api(stack, 'POST', '/v1/provision', { token: stack.operatorToken, rawBody });
+      const answer = await api(stack, 'POST', '/v1/provision', {
+        token: stack.operatorToken,
+        rawBody,
+      });
       expect(answer.status).toBe(status);
       expect(answer.json).toMatchObject({ status, code });
       expect(typeof answer.json.detail).toBe('string');
@@ -179,9 +225,14 @@ describe('device provisioning through the local stack', () => {
     });
 
     it('refuses a wait outside 0..25 seconds', async () => {
-      const answer = await api(stack, 'GET', `/v1/jobs/${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}?wait=60`, {
-        token: stack.operatorToken,
-      });
+      const answer = await api(
+        stack,
+        'GET',
+        `/v1/jobs/${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}?wait=60`,
+        {
+          token: stack.operatorToken,
+        },
+      );
       expect(answer.status).toBe(400);
       expect(answer.json.code).toBe('invalid_wait');
     });
@@ -252,15 +303,24 @@ describe('device provisioning through the local stack', () => {
     const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey);
     const key = fromBase64(stack.sim!.deviceEnvVars(device!.uuid).AWS_PRIVATE_KEY);
     expect(key).toContain('PRIVATE KEY');
-    const keyBody = key.split('\n').filter((l) => !l.startsWith('-----')).join('');
+    const keyBody = key
+      .split('\n')
+      .filter((l) => !l.startsWith('-----'))
+      .join('');
     const encoded = stack.sim!.deviceEnvVars(device!.uuid).AWS_PRIVATE_KEY!;
 
     const items = await stack.aws.doc.send(new ScanCommand({ TableName: stack.tableName }));
     const table = JSON.stringify(items.Items);
     const messages = await stack.aws.sqs.send(
-      new ReceiveMessageCommand({ QueueUrl: stack.queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 0 }),
+      new ReceiveMessageCommand({
+        QueueUrl: stack.queueUrl,
+        MaxNumberOfMessages: 10,
+        VisibilityTimeout: 0,
+      }),
     );
-    const everything = [table, JSON.stringify(messages.Messages ?? []), JSON.stringify(job)].join('\n');
+    const everything = [table, JSON.stringify(messages.Messages ?? []), JSON.stringify(job)].join(
+      '\n',
+    );
 
     expect(everything).not.toContain('PRIVATE KEY');
     expect(everything).not.toContain(keyBody.slice(20, 80));

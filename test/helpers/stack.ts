@@ -31,13 +31,22 @@ export function startTestStack(options: LocalStackOptions = {}): Promise<LocalSt
 }
 
 /** Adds `count` devices (with device keys) to a fleet of the stack's simulator. */
-export function addDevices(stack: LocalStack, fleet: string, count: number): Required<SimDeviceSeed>[] {
+export function addDevices(
+  stack: LocalStack,
+  fleet: string,
+  count: number,
+): Required<SimDeviceSeed>[] {
   const sim = stack.sim;
   if (!sim) throw new Error('the stack has no in-process simulator');
   return Array.from({ length: count }, (_, i) => {
     const uuid = newUuid();
     const deviceKey = `dk-${randomBytes(12).toString('hex')}`;
-    const created = sim.addDevice(fleet, { uuid, deviceKey, deviceName: `dev-${i}`, isOnline: true });
+    const created = sim.addDevice(fleet, {
+      uuid,
+      deviceKey,
+      deviceName: `dev-${i}`,
+      isOnline: true,
+    });
     return { uuid, deviceKey, id: created.id, deviceName: `dev-${i}`, isOnline: true };
   });
 }
@@ -58,7 +67,8 @@ export async function api(
 ): Promise<ApiAnswer> {
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
-  const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  const body =
+    options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
   const response = await fetch(`${stack.apiUrl}${path}`, { method, headers, body });
   const text = await response.text();
   let json: Record<string, unknown> = {};
@@ -123,7 +133,9 @@ export async function thingCertificates(
   return Promise.all(
     principals.map(async (arn) => {
       const id = certificateIdFromArn(arn);
-      const described = await stack.aws.iot.send(new DescribeCertificateCommand({ certificateId: id }));
+      const described = await stack.aws.iot.send(
+        new DescribeCertificateCommand({ certificateId: id }),
+      );
       const policies = await stack.aws.iot.send(new ListAttachedPoliciesCommand({ target: arn }));
       return {
         arn,
@@ -147,29 +159,31 @@ export function keyMatchesCertificate(privateKeyPem: string, certificatePem: str
 }
 
 /**
- * Certificates issued for these devices (subject CN = uuid) since `since` that are not attached
- * to any thing: what a crash could leave behind.
+ * Every certificate issued for these devices (subject CN = uuid) since `since`, and whether it is
+ * attached to a thing: a crash must leave none behind unattached.
  */
-export async function unattachedCertificates(
+export async function issuedCertificates(
   stack: LocalStack,
   uuids: readonly string[],
   since: Date,
-): Promise<string[]> {
+): Promise<Array<{ uuid: string; id: string; attached: boolean }>> {
   const wanted = new Set(uuids);
   const out = await stack.aws.iot.send(new ListCertificatesCommand({}));
-  const leftovers: string[] = [];
+  const found: Array<{ uuid: string; id: string; attached: boolean }> = [];
   for (const summary of out.certificates ?? []) {
     if ((summary.creationDate?.getTime() ?? 0) < since.getTime() - 5_000) continue;
     const id = summary.certificateId as string;
-    const described = await stack.aws.iot.send(new DescribeCertificateCommand({ certificateId: id }));
+    const described = await stack.aws.iot.send(
+      new DescribeCertificateCommand({ certificateId: id }),
+    );
     const pem = described.certificateDescription?.certificatePem;
     if (!pem) continue;
-    const cn = /CN=([0-9a-f]+)/.exec(new X509Certificate(pem).subject)?.[1];
-    if (!cn || !wanted.has(cn)) continue;
+    const uuid = /CN=([0-9a-f]+)/.exec(new X509Certificate(pem).subject)?.[1];
+    if (!uuid || !wanted.has(uuid)) continue;
     const things = await stack.aws.iot.send(
       new ListPrincipalThingsCommand({ principal: summary.certificateArn }),
     );
-    if ((things.things ?? []).length === 0) leftovers.push(`${cn}:${id}`);
+    found.push({ uuid, id, attached: (things.things ?? []).length > 0 });
   }
-  return leftovers;
+  return found;
 }
