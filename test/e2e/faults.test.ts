@@ -80,7 +80,7 @@ describe('exactly-once provisioning when the worker dies between steps', () => {
 
   it('ends with one ACTIVE certificate, matching variables and no leftover, whatever step it died after', async () => {
     const devices = addDevices(stack, FLEET, provisionSteps.length);
-    devices.forEach((d, i) => crashes.plan.set(d.uuid, provisionSteps[i]!));
+    for (const [i, d] of devices.entries()) crashes.plan.set(d.uuid, provisionSteps[i]!);
 
     const jobs = await Promise.all(
       devices.map((d) => provisionAndWait(stack, d.uuid, d.deviceKey)),
@@ -109,7 +109,7 @@ describe('exactly-once provisioning when the worker dies between steps', () => {
     const devices = addDevices(stack, FLEET, rotationSteps.length);
     await Promise.all(devices.map((d) => provisionAndWait(stack, d.uuid, d.deviceKey)));
     const before = await Promise.all(devices.map((d) => expectProvisioned(stack, d.uuid)));
-    devices.forEach((d, i) => crashes.plan.set(d.uuid, rotationSteps[i]!));
+    for (const [i, d] of devices.entries()) crashes.plan.set(d.uuid, rotationSteps[i]!);
 
     const jobs = await Promise.all(
       devices.map((d) => provisionAndWait(stack, d.uuid, d.deviceKey, { rotate: true })),
@@ -137,7 +137,7 @@ describe('exactly-once provisioning when the worker dies between steps', () => {
     const steps: StepName[] = ['iot-removed', 'variables-removed'];
     const devices = addDevices(stack, FLEET, steps.length);
     await Promise.all(devices.map((d) => provisionAndWait(stack, d.uuid, d.deviceKey)));
-    devices.forEach((d, i) => crashes.plan.set(d.uuid, steps[i]!));
+    for (const [i, d] of devices.entries()) crashes.plan.set(d.uuid, steps[i]!);
 
     const jobs = await Promise.all(
       devices.map(async (d) => {
