@@ -27,7 +27,7 @@ export class ProvisioningService {
 
   constructor(private readonly deps: ProvisioningServiceDeps) {
     this.pollIntervalMs = deps.pollIntervalMs ?? 150;
-    this.requeueAfterMs = deps.requeueAfterMs ?? 120_000;
+    this.requeueAfterMs = deps.requeueAfterMs ?? 600_000;
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
@@ -76,10 +76,9 @@ export class ProvisioningService {
   }
 
   private async requeueIfStale(job: Job): Promise<void> {
-    if (job.status !== 'queued') return;
     if (Date.now() - Date.parse(job.updatedAt) < this.requeueAfterMs) return;
-    // A crash between the record and the send leaves a queued job without a message; a
-    // duplicate message is harmless because the worker is idempotent.
+    // An active job untouched for this long has likely lost its message (a crash between the
+    // record and the send); a duplicate message is harmless because the worker is idempotent.
     await this.deps.queue.enqueue(job.jobId).catch((error: unknown) => {
       logger.warn('requeue of a stale job failed', { jobId: job.jobId, error });
     });

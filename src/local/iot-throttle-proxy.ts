@@ -1,6 +1,8 @@
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+export { DEFAULT_IOT_RATES } from '../shared/rate-limiter';
+
 /** AWS IoT control-plane operations by REST method and path (what the SDK sends). */
 const OPERATIONS: ReadonlyArray<readonly [string, RegExp, string]> = [
   ['GET', /^\/things\/[^/]+$/, 'DescribeThing'],
@@ -22,23 +24,6 @@ const OPERATIONS: ReadonlyArray<readonly [string, RegExp, string]> = [
   ['POST', /^\/attached-policies\/[^/]+$/, 'ListAttachedPolicies'],
   ['POST', /^\/policy-targets\/[^/]+$/, 'ListTargetsForPolicy'],
 ];
-
-/**
- * AWS's documented default IoT Core control-plane rates (requests/s per account and region);
- * CreateKeysAndCertificate, UpdateCertificate and DeleteCertificate have no current published
- * figure, so 10/s is assumed for them.
- */
-export const DEFAULT_IOT_RATES: Readonly<Record<string, number>> = {
-  AttachPolicy: 15,
-  CreateCertificateFromCsr: 15,
-  CreateThing: 100,
-  AttachThingPrincipal: 100,
-  DescribeThing: 350,
-  ListThingPrincipals: 10,
-  CreateKeysAndCertificate: 10,
-  UpdateCertificate: 10,
-  DeleteCertificate: 10,
-};
 
 export function iotOperation(method: string, path: string): string | undefined {
   const pathname = path.split('?')[0] ?? path;

@@ -1,18 +1,23 @@
-"""Start moto_server with one fidelity fix for AWS IoT.
+"""Start moto_server with two fidelity fixes.
 
-moto's CreateCertificateFromCsr ignores the CSR's public key, never checks its
-signature and ignores setAsActive=false. AWS issues a certificate for the CSR's
-own key, so a device keeps its private key to itself. This launcher patches
-that one operation before starting the server, so tests prove the real property.
+1. IoT: moto's CreateCertificateFromCsr ignores the CSR's public key, never
+   checks its signature and ignores setAsActive=false. AWS issues a certificate
+   for the CSR's own key, so a device keeps its private key to itself.
+2. DynamoDB: moto's threaded server runs writes concurrently without a lock, so
+   two conditional writes on one item can both pass their condition. DynamoDB
+   applies each write (and each transaction) atomically; a lock restores that.
 """
 
+import functools
 import sys
+import threading
 from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.core.utils import utcnow
+from moto.dynamodb import models as dynamodb_models
 from moto.iot import models
 from moto.iot.exceptions import InvalidRequestException
 from moto.server import main
@@ -50,6 +55,25 @@ def create_certificate_from_csr(self, csr, set_as_active):
 
 
 models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
+
+_DYNAMODB_WRITE_LOCK = threading.RLock()
+
+
+def _serialized(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _DYNAMODB_WRITE_LOCK:
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item"):
+    setattr(
+        dynamodb_models.DynamoDBBackend,
+        _name,
+        _serialized(getattr(dynamodb_models.DynamoDBBackend, _name)),
+    )
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -39,6 +39,22 @@ export const workerConfigSchema = baseSchema.extend({
   DEVICE_KEY_ALGORITHM: z.enum(['ec-p256', 'rsa-2048']).default('ec-p256'),
   /** When set, also written to devices as AWS_DATA_ENDPOINT (the MQTT host they connect to). */
   IOT_DATA_ENDPOINT: z.string().min(1).optional(),
+  /** Pace IoT calls under the account quotas (adaptive, per operation). */
+  IOT_PACING: bool.default(true),
+  /** Account-wide IoT quotas to pace under, JSON `{ "Operation": perSecond }`; default: AWS's defaults. */
+  IOT_RATE_LIMITS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return z.record(z.string(), z.number().positive()).parse(JSON.parse(text));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object of positive numbers' });
+        return z.NEVER;
+      }
+    })
+    .optional(),
+  /** Worker instances that share the quotas (the event source's maximum concurrency). */
+  WORKER_MAX_CONCURRENCY: z.coerce.number().int().positive().default(1),
   /** How long a worker owns a job between checkpoints; keep it above the slowest step. */
   LEASE_SECONDS: z.coerce.number().positive().default(90),
   BACKOFF_BASE_SECONDS: z.coerce.number().min(0).default(2),

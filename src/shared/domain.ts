@@ -52,6 +52,8 @@ export interface Checkpoints {
   serviceInstallId?: number;
   deviceMissing?: boolean;
   thingReady?: boolean;
+  /** This job created the thing, so it holds no certificate but this job's own. */
+  thingCreated?: boolean;
   issueAttempts?: IssueAttempt[];
   certificateId?: string | null;
   certificateArn?: string | null;

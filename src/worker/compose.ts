@@ -4,6 +4,7 @@ import type { WorkerConfig } from '../shared/config';
 import { AwsIotRegistry } from '../shared/iot-registry';
 import { DynamoDbJobStore } from '../shared/job-store';
 import { SqsWorkQueue } from '../shared/queue';
+import { AdaptiveRateLimiter, DEFAULT_IOT_RATES, paceIotClient } from '../shared/rate-limiter';
 import { resolveSecret } from '../shared/secrets';
 import { makeHandler, type WorkerDeps } from './handler';
 
@@ -17,6 +18,14 @@ export async function composeWorkerDeps(
     endpoint: config.AWS_ENDPOINT_URL,
     iotEndpoint: config.IOT_ENDPOINT_URL,
   });
+  if (config.IOT_PACING) {
+    // Each concurrent worker instance gets an equal share of the account-wide quotas.
+    const quotas = config.IOT_RATE_LIMITS ?? DEFAULT_IOT_RATES;
+    const share = Object.fromEntries(
+      Object.entries(quotas).map(([op, rate]) => [op, rate / config.WORKER_MAX_CONCURRENCY]),
+    );
+    paceIotClient(aws.iot, new AdaptiveRateLimiter(share));
+  }
   const apiKey = await resolveSecret(
     'BALENA_API_KEY',
     config.BALENA_API_KEY,

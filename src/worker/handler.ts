@@ -16,7 +16,7 @@ export interface WorkerDeps extends StepDeps {
 
 /** Handles one SQS record: run the job; on failure set the retry delay and report the record failed. */
 export function makeRecordHandler(deps: WorkerDeps) {
-  return async (record: SQSRecord): Promise<void> => {
+  return async (record: SQSRecord, context?: Context): Promise<void> => {
     const receiveCount = Number(record.attributes.ApproximateReceiveCount ?? '1');
     const message = parseMessage(record.body);
     if (!message) {
@@ -28,7 +28,9 @@ export function makeRecordHandler(deps: WorkerDeps) {
     const owner = randomUUID();
     logger.appendKeys({ jobId, messageId: record.messageId });
     try {
-      const outcome = await runJob(deps, jobId, owner);
+      const remaining = context?.getRemainingTimeInMillis?.();
+      const deadline = remaining === undefined ? undefined : Date.now() + remaining - 500;
+      const outcome = await runJob(deps, jobId, owner, deadline);
       logger.info('job processed', { outcome, receiveCount });
     } catch (error: unknown) {
       await handleFailure(deps, record, jobId, owner, receiveCount, error);

@@ -5,7 +5,7 @@ import {
   generateDeviceCredentials,
 } from '../shared/csr';
 import type { Checkpoints, Job, JobResult } from '../shared/domain';
-import { PermanentError, PoisonMessageError } from '../shared/errors';
+import { PermanentError, PoisonMessageError, TransientError } from '../shared/errors';
 import type { IotRegistry } from '../shared/iot-registry';
 import type { DeviceOutcome, JobStore } from '../shared/job-store';
 
@@ -55,6 +55,7 @@ class JobRun {
     private readonly deps: StepDeps,
     readonly job: Job,
     private readonly owner: string,
+    private readonly deadline?: number,
   ) {
     this.cp = { ...job.checkpoints };
   }
@@ -67,6 +68,11 @@ class JobRun {
 
   async reached(step: StepName): Promise<void> {
     await this.deps.afterStep?.(step, this.job);
+    // Never start a step the invocation cannot finish: past its deadline the message is
+    // redelivered and another worker resumes from this checkpoint.
+    if (this.deadline !== undefined && Date.now() > this.deadline) {
+      throw new TransientError('the invocation ran out of time', 'invocation_deadline');
+    }
   }
 
   async recordIssueAttempt(keyFingerprint: string): Promise<void> {
@@ -86,11 +92,16 @@ class JobRun {
  * Runs one job to its end state, resuming from its checkpoints. Permanent errors fail the job;
  * transient errors propagate so the message is retried (the lease is released by the caller).
  */
-export async function runJob(deps: StepDeps, jobId: string, owner: string): Promise<RunOutcome> {
+export async function runJob(
+  deps: StepDeps,
+  jobId: string,
+  owner: string,
+  deadline?: number,
+): Promise<RunOutcome> {
   const job = await deps.store.acquire(jobId, owner, deps.leaseMs);
   if (!job) throw new PoisonMessageError(`job ${jobId} does not exist`, 'unknown_job');
   if (job.status === 'succeeded' || job.status === 'failed') return 'skipped';
-  const run = new JobRun(deps, job, owner);
+  const run = new JobRun(deps, job, owner, deadline);
   try {
     const { result, device } =
       job.action === 'provision' ? await provision(deps, run) : await deprovision(deps, run);
@@ -126,8 +137,8 @@ async function provision(
   };
 
   if (!cp.thingReady) {
-    await deps.iot.ensureThing(uuid);
-    await run.save({ thingReady: true }, 'thing');
+    const created = await deps.iot.ensureThing(uuid);
+    await run.save({ thingReady: true, thingCreated: created }, 'thing');
   }
 
   // A recorded certificate whose private key died with an earlier worker is useless unless it
@@ -212,7 +223,9 @@ async function provision(
   }
 
   // Only now, with working credentials delivered, retire every other certificate of the thing.
-  const principals = (await deps.iot.listThingPrincipals(uuid)) ?? [];
+  // A thing this job created can hold no other (our own earlier ones were retired above), which
+  // saves ListThingPrincipals, the tightest IoT quota (10/s), on every first provision.
+  const principals = cp.thingCreated ? [] : ((await deps.iot.listThingPrincipals(uuid)) ?? []);
   const retired = [...(cp.retiredCertificates ?? [])];
   for (const principal of principals) {
     if (principal === certificateArn) continue;

@@ -5,6 +5,7 @@ import {
   ListCertificatesCommand,
   ListPrincipalThingsCommand,
   ListThingPrincipalsCommand,
+  ResourceNotFoundException,
 } from '@aws-sdk/client-iot';
 import type { SimDeviceSeed } from '../../src/local/balena-sim';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../src/local/stack';
@@ -19,13 +20,16 @@ import { motoEndpoint, newUuid } from './aws';
 export function startTestStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   return startLocalStack({
     awsEndpoint: motoEndpoint(),
-    visibilityTimeoutSeconds: 2,
-    leaseSeconds: 1.5,
+    // The production ratios, scaled down: a job's lease outlives the invocation that holds it
+    // (so a timed-out worker is gone before another may take over), and the visibility timeout
+    // outlives the lease (so a redelivered message finds the lease expired).
+    invocationTimeoutMs: 3_000,
+    leaseSeconds: 4.5,
+    visibilityTimeoutSeconds: 6,
     backoffBaseSeconds: 0,
     backoffMaxSeconds: 1,
-    maxReceiveCount: 4,
+    maxReceiveCount: 8,
     legacyWaitSeconds: 20,
-    invocationTimeoutMs: 1_500,
     ...options,
   });
 }
@@ -173,17 +177,24 @@ export async function issuedCertificates(
   for (const summary of out.certificates ?? []) {
     if ((summary.creationDate?.getTime() ?? 0) < since.getTime() - 5_000) continue;
     const id = summary.certificateId as string;
-    const described = await stack.aws.iot.send(
-      new DescribeCertificateCommand({ certificateId: id }),
-    );
-    const pem = described.certificateDescription?.certificatePem;
+    // Other tests share this moto and delete their certificates meanwhile.
+    const pem = await stack.aws.iot
+      .send(new DescribeCertificateCommand({ certificateId: id }))
+      .then((d) => d.certificateDescription?.certificatePem)
+      .catch((error: unknown) => {
+        if (error instanceof ResourceNotFoundException) return undefined;
+        throw error;
+      });
     if (!pem) continue;
     const uuid = /CN=([0-9a-f]+)/.exec(new X509Certificate(pem).subject)?.[1];
     if (!uuid || !wanted.has(uuid)) continue;
-    const things = await stack.aws.iot.send(
-      new ListPrincipalThingsCommand({ principal: summary.certificateArn }),
-    );
-    found.push({ uuid, id, attached: (things.things ?? []).length > 0 });
+    const things = await stack.aws.iot
+      .send(new ListPrincipalThingsCommand({ principal: summary.certificateArn }))
+      .catch((error: unknown) => {
+        if (error instanceof ResourceNotFoundException) return undefined;
+        throw error;
+      });
+    if (things) found.push({ uuid, id, attached: (things.things ?? []).length > 0 });
   }
   return found;
 }
