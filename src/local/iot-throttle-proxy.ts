@@ -25,6 +25,25 @@ const OPERATIONS: ReadonlyArray<readonly [string, RegExp, string]> = [
   ['POST', /^\/policy-targets\/[^/]+$/, 'ListTargetsForPolicy'],
 ];
 
+/**
+ * The operation a request names: an IoT REST route, or `DynamoDB.X` / `SQS.X` from the JSON
+ * protocol's X-Amz-Target header.
+ */
+export function operationOf(
+  method: string,
+  path: string,
+  target: string | string[] | undefined,
+): string {
+  const header = Array.isArray(target) ? target[0] : target;
+  if (header) {
+    const [service, action] = header.split('.');
+    if (service?.startsWith('DynamoDB')) return `DynamoDB.${action}`;
+    if (service === 'AmazonSQS') return `SQS.${action}`;
+    return header;
+  }
+  return iotOperation(method, path) ?? 'Other';
+}
+
 export function iotOperation(method: string, path: string): string | undefined {
   const pathname = path.split('?')[0] ?? path;
   return OPERATIONS.find(([m, pattern]) => m === method && pattern.test(pathname))?.[2];
@@ -36,6 +55,8 @@ export interface ThrottleProxyOptions {
   /** Requests per second per operation; operations not listed are not limited. */
   readonly rates?: Readonly<Record<string, number>>;
   readonly port?: number;
+  /** Sees each forwarded request's operation and body (benchmarks count DynamoDB items with it). */
+  readonly inspect?: (operation: string, body: Buffer) => void;
 }
 
 export interface ThrottleProxy {
@@ -83,7 +104,7 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
   };
 
   const server = createServer((req, res) => {
-    const operation = iotOperation(req.method ?? 'GET', req.url ?? '/') ?? 'Other';
+    const operation = operationOf(req.method ?? 'GET', req.url ?? '/', req.headers['x-amz-target']);
     if (!takeToken(operation)) {
       throttled[operation] = (throttled[operation] ?? 0) + 1;
       req.resume();
@@ -113,7 +134,17 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
       if (!res.headersSent) res.writeHead(502);
       res.end();
     });
-    req.pipe(upstream);
+    if (!options.inspect) {
+      req.pipe(upstream);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      options.inspect?.(operation, body);
+      upstream.end(body);
+    });
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
