@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { ValidationError } from './errors';
-import { fingerprintSpki } from './iot-registry';
+import { fingerprintSpki } from './fingerprint';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 

@@ -1,4 +1,3 @@
-import { createHash, X509Certificate } from 'node:crypto';
 import {
   AttachPolicyCommand,
   AttachThingPrincipalCommand,
@@ -19,6 +18,9 @@ import {
   UpdateCertificateCommand,
 } from '@aws-sdk/client-iot';
 import { classifyAwsError } from './aws-errors';
+import { certificateKeyFingerprint } from './fingerprint';
+
+export { certificateKeyFingerprint, fingerprintSpki } from './fingerprint';
 
 export interface IssuedCertificate {
   readonly certificateId: string;
@@ -57,16 +59,6 @@ export interface IotRegistry {
     fingerprints: ReadonlySet<string>,
     since: Date,
   ): Promise<FoundCertificate[]>;
-}
-
-/** sha256 (hex) of a PEM certificate's public key, DER SubjectPublicKeyInfo. */
-export function certificateKeyFingerprint(certificatePem: string): string {
-  const key = new X509Certificate(certificatePem).publicKey;
-  return fingerprintSpki(key.export({ type: 'spki', format: 'der' }));
-}
-
-export function fingerprintSpki(spkiDer: Uint8Array): string {
-  return createHash('sha256').update(spkiDer).digest('hex');
 }
 
 export function certificateIdFromArn(arn: string): string {

@@ -1,0 +1,3 @@
+import { createProvisionerApp } from './provisioner-app';
+
+createProvisionerApp().app.synth();
