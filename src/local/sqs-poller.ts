@@ -33,6 +33,8 @@ export class SqsPoller {
   private queueArn = 'arn:aws:sqs:us-east-1:000000000000:local';
   invocations = 0;
   timeouts = 0;
+  /** Total time spent in handler invocations (what Lambda bills as duration). */
+  busyMs = 0;
 
   constructor(
     private readonly sqs: SQSClient,
@@ -106,10 +108,14 @@ export class SqsPoller {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
+    const startedAt = performance.now();
     const response = await Promise.race([
       this.handler({ Records: records }, localContext(timeoutMs)),
       timedOut,
-    ]).finally(() => clearTimeout(timer));
+    ]).finally(() => {
+      clearTimeout(timer);
+      this.busyMs += performance.now() - startedAt;
+    });
     if (response === 'timeout') {
       this.timeouts++;
       return;

@@ -45,6 +45,8 @@ export interface LocalStackOptions {
   /** IoT through another endpoint, e.g. a throttling proxy in front of moto. */
   readonly iotEndpoint?: string;
   readonly keyAlgorithm?: 'ec-p256' | 'rsa-2048';
+  /** Pace IoT calls under the default quotas (default true, as deployed). */
+  readonly workerPacing?: boolean;
   /** Written to devices as AWS_DATA_ENDPOINT when set. */
   readonly iotDataEndpoint?: string;
   /** Test hooks for the worker (e.g. `afterStep` to stop it between steps). */
@@ -143,6 +145,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       BACKOFF_BASE_SECONDS: String(options.backoffBaseSeconds ?? 1),
       BACKOFF_MAX_SECONDS: String(options.backoffMaxSeconds ?? 30),
       DEVICE_KEY_ALGORITHM: options.keyAlgorithm ?? 'ec-p256',
+      IOT_PACING: String(options.workerPacing ?? true),
       ...(options.iotDataEndpoint ? { IOT_DATA_ENDPOINT: options.iotDataEndpoint } : {}),
     });
     const apiHandler = await composeApi(apiConfig);

@@ -2,7 +2,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { BalenaSimSeed } from './balena-sim';
-import { type LocalStack, startLocalStack } from './stack';
+import { startLocalStack } from './stack';
+import { stackFile } from './stack-file';
 
 const DEMO_FLEET = 'demo/fleet';
 
@@ -21,37 +22,6 @@ function demoSeed(count: number): BalenaSimSeed {
         })),
       },
     ],
-  };
-}
-
-/** The `.local/stack.json` document: everything a script or the CLI needs to reach the stack. */
-export function stackFile(stack: LocalStack, seed: BalenaSimSeed | undefined) {
-  const fleet = seed?.fleets?.[0];
-  return {
-    apiUrl: stack.apiUrl,
-    operatorToken: stack.operatorToken,
-    aws: {
-      endpoint: stack.awsEndpoint,
-      region: stack.region,
-      tableName: stack.tableName,
-      queueUrl: stack.queueUrl,
-      dlqUrl: stack.dlqUrl,
-      policyName: stack.policyName,
-    },
-    balena: {
-      apiUrl: stack.balenaApiUrl,
-      userApiKey: stack.balenaApiKey,
-      ...(fleet
-        ? {
-            fleet: fleet.slug,
-            devices: (fleet.devices ?? []).map((d) => ({
-              uuid: d.uuid,
-              apiKey: d.deviceKey,
-              service: fleet.services?.[0],
-            })),
-          }
-        : {}),
-    },
   };
 }
 
