@@ -8,6 +8,7 @@
    applies each write (and each transaction) atomically; a lock restores that.
 """
 
+import copy
 import functools
 import sys
 import threading
@@ -56,24 +57,55 @@ def create_certificate_from_csr(self, csr, set_as_active):
 
 models.IoTBackend.create_certificate_from_csr = create_certificate_from_csr
 
-_DYNAMODB_WRITE_LOCK = threading.RLock()
+# moto's server is threaded but its DynamoDB backend is not thread-safe: a transaction
+# deep-copies the table while other requests read or write it, which lets two conditional
+# writes both pass, or fails with "dictionary changed size during iteration" (an HTML 500).
+_DYNAMODB_LOCK = threading.RLock()
 
 
 def _serialized(method):
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with _DYNAMODB_WRITE_LOCK:
+        with _DYNAMODB_LOCK:
             return method(*args, **kwargs)
 
     return wrapper
 
 
-for _name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item"):
-    setattr(
-        dynamodb_models.DynamoDBBackend,
-        _name,
-        _serialized(getattr(dynamodb_models.DynamoDBBackend, _name)),
-    )
+for _name, _method in list(vars(dynamodb_models.DynamoDBBackend).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(dynamodb_models.DynamoDBBackend, _name, _serialized(_method))
+
+
+class _CopyTablesOncePerTransaction:
+    """TransactWriteItems backs the table up once per item; once per table is enough."""
+
+    def __init__(self):
+        self.cache = None
+
+    def deepcopy(self, value, memo=None):
+        if self.cache is None or not isinstance(value, dynamodb_models.Table):
+            return copy.deepcopy(value, memo)
+        if id(value) not in self.cache:
+            self.cache[id(value)] = copy.deepcopy(value)
+        return self.cache[id(value)]
+
+
+_COPIER = _CopyTablesOncePerTransaction()
+dynamodb_models.copy = _COPIER  # the module uses only copy.deepcopy
+_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items_copying_once(self, transact_items):
+    with _DYNAMODB_LOCK:
+        _COPIER.cache = {}
+        try:
+            return _transact_write_items(self, transact_items)
+        finally:
+            _COPIER.cache = None
+
+
+dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items_copying_once
 
 if __name__ == "__main__":
     main(sys.argv[1:])
