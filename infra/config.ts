@@ -48,7 +48,7 @@ const topicPrefix = z
     'expected topic levels separated by "/", without wildcards',
   );
 
-/** Every deploy-time setting of the provisioner, with its default. Documented in infra/README-deploy.md. */
+/** Every deploy-time setting of the provisioner, with its default. Documented in the README (Deploy to AWS). */
 export const provisionerConfigSchema = z
   .object({
     /** CloudFormation stack name. */

@@ -332,13 +332,6 @@ describe('deprovision racing provision of the same device', () => {
       .sort((a, b) => String(a.updatedAt).localeCompare(String(b.updatedAt)))
       .at(-1)!;
     const certificates = await issuedCertificates(stack, [device!.uuid], new Date(0));
-    if (process.env.DEBUG_RACE) {
-      const store = new DynamoDbJobStore(stack.aws.doc, stack.tableName, { ttlDays: 1 });
-      for (const j of finished) {
-        const full = await store.getJob(String(j.jobId));
-        console.log(JSON.stringify({ ...full, checkpoints: { ...full?.checkpoints, certificatePem: 'x' } }));
-      }
-    }
     if (last.action === 'provision') {
       await expectProvisioned(stack, device!.uuid);
       expect(certificates).toHaveLength(1);
