@@ -66,7 +66,9 @@ async function enrollAndWait(
     rmSync(dir, { recursive: true, force: true });
   }
   const aws = makeAwsClients({ region: stack.region, endpoint: ctx.motoEndpoint, maxAttempts: 3 });
-  const jobs = await new DynamoDbJobStore(aws.doc, stack.tableName, { ttlDays: 1 }).listJobs();
+  const jobs = await new DynamoDbJobStore(aws.doc, stack.tableName, { ttlDays: 1 }).listJobs({
+    limit: Number.POSITIVE_INFINITY,
+  });
   const done = await waitForJobs(
     ctx,
     stack,
@@ -138,6 +140,16 @@ export async function runBulk(ctx: BenchContext, devices: number) {
           .map(([op, n]) => [op, round(n / devices, 2)]),
       ),
     };
+    ctx.log(
+      `bulk: emulator time by operation (ms): ${JSON.stringify(
+        Object.fromEntries(
+          Object.entries(proxy.upstreamMs)
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, 8)
+            .map(([op, ms]) => [op, Math.round(ms)]),
+        ),
+      )}`,
+    );
     const usage: MeasuredUsage = {
       devices,
       aws,

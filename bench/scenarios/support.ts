@@ -134,7 +134,10 @@ export function diff(after: AwsRequestCounts, before: AwsRequestCounts): AwsRequ
   };
 }
 
-/** Polls the jobs (through a client that bypasses the counting proxy) until all have ended. */
+/**
+ * Follows the jobs (through a client that bypasses the counting proxy) until all have ended,
+ * reading the whole job table once a second so the observer does not load moto.
+ */
 export async function waitForJobs(
   ctx: BenchContext,
   stack: LocalStack,
@@ -143,25 +146,19 @@ export async function waitForJobs(
 ): Promise<Map<string, Job>> {
   const aws = makeAwsClients({ region: stack.region, endpoint: ctx.motoEndpoint, maxAttempts: 3 });
   const store = new DynamoDbJobStore(aws.doc, stack.tableName, { ttlDays: 1 });
-  const done = new Map<string, Job>();
+  const wanted = new Set(jobIds);
   const deadline = Date.now() + timeoutMs;
-  let pending = [...jobIds];
-  while (pending.length > 0) {
-    if (Date.now() > deadline)
-      throw new Error(`${pending.length} jobs still running after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    const next: string[] = [];
-    for (let i = 0; i < pending.length; i += 50) {
-      const jobs = await Promise.all(pending.slice(i, i + 50).map((id) => store.getJob(id)));
-      for (const [n, job] of jobs.entries()) {
-        const id = pending[i + n] as string;
-        if (job && (job.status === 'succeeded' || job.status === 'failed')) done.set(id, job);
-        else next.push(id);
-      }
+  for (;;) {
+    const jobs = (await store.listJobs({ limit: Number.POSITIVE_INFINITY })).filter((j) =>
+      wanted.has(j.jobId),
+    );
+    const done = jobs.filter((j) => j.status === 'succeeded' || j.status === 'failed');
+    if (done.length === wanted.size) return new Map(done.map((j) => [j.jobId, j]));
+    if (Date.now() > deadline) {
+      throw new Error(`${wanted.size - done.length} jobs still running after ${timeoutMs} ms`);
     }
-    pending = next;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return done;
 }
 
 export function percentile(values: readonly number[], p: number): number {

@@ -8,7 +8,7 @@ import { type CliIo, confirm, note, printJson, printLine } from './io';
 import { requestJob } from './request';
 import { formatTable } from './table';
 import type { CliContext } from './target';
-import { describeFailures, waitForJobs, waitJson } from './wait';
+import { followAndFinish } from './wait';
 
 export interface DeprovisionOptions {
   readonly fleet?: string;
@@ -114,23 +114,20 @@ export async function deprovision(
       `deprovision: ${count('enqueued')} enqueued, ${count('active')} already active, ${count('failed')} failed`,
     );
   }
-  const follow = results.filter((r) => r.jobId && r.outcome !== 'failed');
-  let waited: Awaited<ReturnType<typeof waitForJobs>> | undefined;
-  if (options.wait && follow.length > 0) {
-    waited = await waitForJobs(
-      ctx,
-      io,
-      follow.map((r) => ({ jobId: r.jobId as string, uuid: r.uuid })),
-      { label: 'deprovision', timeoutMs: options.timeout * 1000 },
-    );
-    if (!options.json) describeFailures(io, waited);
-  }
-  if (options.json) {
-    printJson(io, {
-      results,
-      ...(waited ? { wait: waitJson(waited) } : {}),
-    });
-  }
-  const waitFailed = waited ? waited.failed.length + waited.pending.length : 0;
-  return count('failed') > 0 || waitFailed > 0 ? 1 : 0;
+  const follow = results
+    .filter((r) => r.jobId && r.outcome !== 'failed')
+    .map((r) => ({ jobId: r.jobId as string, uuid: r.uuid }));
+  return followAndFinish(
+    ctx,
+    io,
+    follow,
+    {
+      wait: options.wait,
+      json: options.json,
+      timeoutSeconds: options.timeout,
+      label: 'deprovision',
+    },
+    results,
+    count('failed'),
+  );
 }

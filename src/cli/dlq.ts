@@ -13,7 +13,7 @@ import { UsageError } from './errors';
 import { type CliIo, printJson, printLine } from './io';
 import { formatTable, truncate } from './table';
 import type { CliContext } from './target';
-import { describeFailures, waitForJobs, waitJson } from './wait';
+import { followAndFinish } from './wait';
 
 interface DlqMessage {
   readonly messageId: string;
@@ -278,7 +278,6 @@ export async function replayDlq(ctx: CliContext, io: CliIo, options: ReplayOptio
 
   const count = (outcome: ReplayOutcome) => results.filter((r) => r.outcome === outcome).length;
   const replayed = results.filter((r) => r.outcome === 'replayed');
-  let waited: Awaited<ReturnType<typeof waitForJobs>> | undefined;
   if (!options.json && results.length > 0) {
     printLine(
       io,
@@ -295,23 +294,14 @@ export async function replayDlq(ctx: CliContext, io: CliIo, options: ReplayOptio
       `replay: ${count('replayed')} replayed, ${others} superseded or done, ${count('failed')} failed`,
     );
   }
-  if (options.wait && replayed.length > 0) {
-    waited = await waitForJobs(
-      ctx,
-      io,
-      replayed.map((r) => ({ jobId: r.jobId, uuid: r.uuid ?? '' })),
-      { label: 'replay', timeoutMs: options.timeout * 1000 },
-    );
-    if (!options.json) describeFailures(io, waited);
-  }
-  if (options.json) {
-    printJson(io, {
-      results,
-      ...(waited ? { wait: waitJson(waited) } : {}),
-    });
-  }
-  const waitFailed = waited ? waited.failed.length + waited.pending.length : 0;
-  return count('failed') > 0 || waitFailed > 0 ? 1 : 0;
+  return followAndFinish(
+    ctx,
+    io,
+    replayed.map((r) => ({ jobId: r.jobId, uuid: r.uuid ?? '' })),
+    { wait: options.wait, json: options.json, timeoutSeconds: options.timeout, label: 'replay' },
+    results,
+    count('failed'),
+  );
 }
 
 async function deleteMessages(sqs: SQSClient, dlqUrl: string, messages: readonly DlqMessage[]) {

@@ -1,6 +1,6 @@
 import { isTerminal, type Job } from '../shared/domain';
 import { mapLimit, sleep, withRetry } from './concurrency';
-import type { CliIo } from './io';
+import { type CliIo, printJson } from './io';
 import { startProgress } from './progress';
 import { formatTable } from './table';
 import type { CliContext } from './target';
@@ -101,4 +101,30 @@ export function waitJson(outcome: WaitOutcome) {
     failed: outcome.failed.map((j) => ({ jobId: j.jobId, uuid: j.uuid, error: j.error })),
     pending: outcome.pending,
   };
+}
+
+/**
+ * The common end of a command that enqueued jobs: with `wait`, follows them and lists failures;
+ * with `json`, prints the results (and the wait outcome) as one document. Returns the exit code:
+ * 1 when anything failed or is still pending.
+ */
+export async function followAndFinish(
+  ctx: CliContext,
+  io: CliIo,
+  follow: readonly WaitTarget[],
+  options: { wait?: boolean; json?: boolean; timeoutSeconds: number; label: string },
+  results: unknown,
+  failedCount: number,
+): Promise<number> {
+  let waited: WaitOutcome | undefined;
+  if (options.wait && follow.length > 0) {
+    waited = await waitForJobs(ctx, io, follow, {
+      label: options.label,
+      timeoutMs: options.timeoutSeconds * 1000,
+    });
+    if (!options.json) describeFailures(io, waited);
+  }
+  if (options.json) printJson(io, { results, ...(waited ? { wait: waitJson(waited) } : {}) });
+  const waitFailed = waited ? waited.failed.length + waited.pending.length : 0;
+  return failedCount > 0 || waitFailed > 0 ? 1 : 0;
 }

@@ -65,6 +65,8 @@ export interface ThrottleProxy {
   readonly calls: Record<string, number>;
   /** ThrottlingException answers, per operation. */
   readonly throttled: Record<string, number>;
+  /** Total upstream time (ms), per operation: where the emulator spends its time. */
+  readonly upstreamMs: Record<string, number>;
   /** Answers ThrottlingException to the next `count` calls of `operation` ('*' for any). */
   throttleNext(operation: string, count: number): void;
   setRates(rates: Readonly<Record<string, number>>): void;
@@ -84,6 +86,7 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
   const forced = new Map<string, number>();
   const calls: Record<string, number> = {};
   const throttled: Record<string, number> = {};
+  const upstreamMs: Record<string, number> = {};
 
   const takeToken = (operation: string): boolean => {
     const forcedLeft = forced.get(operation) ?? forced.get('*') ?? 0;
@@ -116,6 +119,10 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
       return;
     }
     calls[operation] = (calls[operation] ?? 0) + 1;
+    const sentAt = performance.now();
+    res.on('finish', () => {
+      upstreamMs[operation] = (upstreamMs[operation] ?? 0) + performance.now() - sentAt;
+    });
     const upstream = request(
       {
         host: target.hostname,
@@ -152,6 +159,7 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
     url: `http://127.0.0.1:${port}`,
     calls,
     throttled,
+    upstreamMs,
     throttleNext(operation, count) {
       forced.set(operation, count);
     },
@@ -162,6 +170,7 @@ export async function startThrottleProxy(options: ThrottleProxyOptions): Promise
     resetCounters() {
       for (const key of Object.keys(calls)) delete calls[key];
       for (const key of Object.keys(throttled)) delete throttled[key];
+      for (const key of Object.keys(upstreamMs)) delete upstreamMs[key];
     },
     close: () =>
       new Promise<void>((resolve) => {

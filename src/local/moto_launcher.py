@@ -77,35 +77,68 @@ for _name, _method in list(vars(dynamodb_models.DynamoDBBackend).items()):
         setattr(dynamodb_models.DynamoDBBackend, _name, _serialized(_method))
 
 
-class _CopyTablesOncePerTransaction:
-    """TransactWriteItems backs the table up once per item; once per table is enough."""
+class _NoTableCopies:
+    """Lets a transaction skip moto's whole-table backup (the wrapper below backs up items)."""
 
     def __init__(self):
-        self.cache = None
+        self.skip = False
 
     def deepcopy(self, value, memo=None):
-        if self.cache is None or not isinstance(value, dynamodb_models.Table):
-            return copy.deepcopy(value, memo)
-        if id(value) not in self.cache:
-            self.cache[id(value)] = copy.deepcopy(value)
-        return self.cache[id(value)]
+        if self.skip and isinstance(value, dynamodb_models.Table):
+            return value
+        return copy.deepcopy(value, memo)
 
 
-_COPIER = _CopyTablesOncePerTransaction()
+_COPIER = _NoTableCopies()
 dynamodb_models.copy = _COPIER  # the module uses only copy.deepcopy
 _transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
 
 
-def _transact_write_items_copying_once(self, transact_items):
+def _item_key(table, op_type, op):
+    if op_type == "Put":
+        attrs = op["Item"]
+        key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+        if table.range_key_attr is not None:
+            key[table.range_key_attr] = attrs[table.range_key_attr]
+        return key
+    return op.get("Key")
+
+
+def _transact_write_items_with_item_backup(self, transact_items):
+    """moto backs up every table a transaction touches, once per item: O(table size) per
+    transaction, which makes a growing job table ever slower. Backing up the items themselves
+    gives the same all-or-nothing result at O(items)."""
     with _DYNAMODB_LOCK:
-        _COPIER.cache = {}
+        touched = []
+        for item in transact_items:
+            op_type, op = next(iter(item.items()))
+            table = self.tables.get(op.get("TableName"))
+            key = _item_key(table, op_type, op) if table is not None else None
+            if key is None:
+                continue
+            try:
+                current = self.get_item(table.name, key)
+            except Exception:  # noqa: BLE001 - an invalid key fails the transaction itself
+                current = None
+            touched.append((table.name, key, current.to_json()["Attributes"] if current else None))
+        _COPIER.skip = True
         try:
             return _transact_write_items(self, transact_items)
+        except Exception:
+            for table_name, key, attrs in reversed(touched):
+                if attrs is None:
+                    try:
+                        self.delete_item(table_name, key)
+                    except Exception:  # noqa: BLE001 - nothing was written there
+                        pass
+                else:
+                    self.put_item(table_name, attrs)
+            raise
         finally:
-            _COPIER.cache = None
+            _COPIER.skip = False
 
 
-dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items_copying_once
+dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items_with_item_backup
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -60,8 +60,6 @@ export interface Checkpoints {
   certificatePem?: string | null;
   /** Fingerprint of the key of `certificateId`. */
   keyFingerprint?: string | null;
-  policyAttached?: boolean;
-  thingPrincipalAttached?: boolean;
   /** The certificate id whose credentials are in the balena variables. */
   deliveredCertificateId?: string | null;
   retiredCertificates?: string[];

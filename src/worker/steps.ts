@@ -13,7 +13,7 @@ export const CERT_VARIABLE = 'AWS_CERT';
 export const KEY_VARIABLE = 'AWS_PRIVATE_KEY';
 export const ENDPOINT_VARIABLE = 'AWS_DATA_ENDPOINT';
 
-/** Names of the checkpoints, in order; fault tests stop the worker after each. */
+/** The steps, in order; fault tests stop the worker after each (some are checkpoints). */
 export type StepName =
   | 'device'
   | 'thing'
@@ -123,23 +123,25 @@ async function provision(
   const service = job.request.balenaService;
   const csrMode = job.request.csr !== undefined;
 
-  if (cp.balenaDeviceId === undefined) {
+  // Lookups and idempotent calls are not checkpointed one by one (a redelivery simply repeats
+  // them); only what must not be repeated blindly is: issuing a certificate, and delivering it.
+  if (cp.balenaDeviceId === undefined || !cp.thingReady) {
     const device = await deps.directory.findDevice(uuid);
     if (!device) throw deviceNotFound(uuid);
     const serviceInstallId = service
       ? await deps.directory.resolveServiceInstall(uuid, service)
       : undefined;
-    await run.save({ balenaDeviceId: device.id, serviceInstallId }, 'device');
+    await run.reached('device');
+    const created = await deps.iot.ensureThing(uuid);
+    await run.save(
+      { balenaDeviceId: device.id, serviceInstallId, thingReady: true, thingCreated: created },
+      'thing',
+    );
   }
   const scope: VariableScope = {
     deviceId: cp.balenaDeviceId as number,
     serviceInstallId: cp.serviceInstallId,
   };
-
-  if (!cp.thingReady) {
-    const created = await deps.iot.ensureThing(uuid);
-    await run.save({ thingReady: true, thingCreated: created }, 'thing');
-  }
 
   // A recorded certificate whose private key died with an earlier worker is useless unless it
   // already reached the device: check the variable itself, then retire it if it did not.
@@ -155,8 +157,6 @@ async function provision(
           certificateArn: null,
           certificatePem: null,
           keyFingerprint: null,
-          policyAttached: false,
-          thingPrincipalAttached: false,
         },
         'retired',
       );
@@ -183,8 +183,6 @@ async function provision(
         certificatePem: issued.certificatePem,
         keyFingerprint: credentials.keyFingerprint,
         issueAttempts: [],
-        policyAttached: false,
-        thingPrincipalAttached: false,
       },
       'certificate',
     );
@@ -192,16 +190,12 @@ async function provision(
   const certificateArn = cp.certificateArn as string;
   const certificatePem = cp.certificatePem as string;
 
-  if (!cp.policyAttached) {
-    await deps.iot.attachPolicy(deps.policyName, certificateArn);
-    await run.save({ policyAttached: true }, 'policy');
-  }
-  if (!cp.thingPrincipalAttached) {
-    await deps.iot.attachThingPrincipal(uuid, certificateArn);
-    await run.save({ thingPrincipalAttached: true }, 'thing-principal');
-  }
-
   if (cp.deliveredCertificateId !== cp.certificateId) {
+    // Both attachments are idempotent: after a crash they are simply made again.
+    await deps.iot.attachPolicy(deps.policyName, certificateArn);
+    await run.reached('policy');
+    await deps.iot.attachThingPrincipal(uuid, certificateArn);
+    await run.reached('thing-principal');
     const endpoint: Record<string, string> = deps.dataEndpoint
       ? { [ENDPOINT_VARIABLE]: deps.dataEndpoint }
       : {};

@@ -1,5 +1,5 @@
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import type { Context, SQSRecord } from 'aws-lambda';
+import type { Context } from 'aws-lambda';
 import { ProvisioningService } from '../../src/api/service';
 import { startThrottleProxy, type ThrottleProxy } from '../../src/local/iot-throttle-proxy';
 import type { LocalStack } from '../../src/local/stack';
@@ -9,9 +9,11 @@ import { DynamoDbJobStore } from '../../src/shared/job-store';
 import { SqsWorkQueue } from '../../src/shared/queue';
 import type { StepName } from '../../src/worker/steps';
 import { motoEndpoint } from '../helpers/aws';
+import { sqsRecord } from '../helpers/sqs';
 import {
   addDevices,
   api,
+  CRASH_TIMINGS,
   fromBase64,
   issuedCertificates,
   keyMatchesCertificate,
@@ -58,7 +60,7 @@ describe('exactly-once provisioning when the worker dies between steps', () => {
     stack = await startTestStack({
       seed: { fleets: [{ slug: FLEET, services: ['main'] }] },
       workerOverrides: { afterStep: crashes.afterStep },
-      batchSize: 1,
+      ...CRASH_TIMINGS,
       pollerConcurrency: 6,
       maxReceiveCount: 6,
     });
@@ -190,22 +192,7 @@ describe('duplicate deliveries of one message', () => {
       }),
     );
     const message = received.Messages![0]!;
-    const record: SQSRecord = {
-      messageId: message.MessageId!,
-      receiptHandle: message.ReceiptHandle!,
-      body: message.Body!,
-      attributes: {
-        ApproximateReceiveCount: '1',
-        SentTimestamp: '0',
-        SenderId: 'test',
-        ApproximateFirstReceiveTimestamp: '0',
-      },
-      messageAttributes: {},
-      md5OfBody: '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:work',
-      awsRegion: 'us-east-1',
-    };
+    const record = sqsRecord(message.MessageId!, message.Body!, message.ReceiptHandle!);
     for (let i = 0; i < 3; i++) {
       await stack.aws.sqs.send(
         new SendMessageCommand({ QueueUrl: stack.queueUrl, MessageBody: message.Body! }),

@@ -2,11 +2,12 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import { ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import * as x509 from '@peculiar/x509';
-import type { Context, SQSRecord } from 'aws-lambda';
+import type { Context } from 'aws-lambda';
 import type { LocalStack } from '../../src/local/stack';
 import { generateDeviceCredentials } from '../../src/shared/csr';
 import { DynamoDbJobStore } from '../../src/shared/job-store';
 import { newUuid } from '../helpers/aws';
+import { sqsRecord } from '../helpers/sqs';
 import {
   addDevices,
   api,
@@ -188,9 +189,12 @@ describe('device lifecycle', () => {
           body.includes(String(posted.json.jobId)),
         );
         const records = [
-          record('bad-json', 'not json'),
-          record('unknown-job', JSON.stringify({ jobId: '00000000-0000-4000-8000-000000000000' })),
-          record('good', good!),
+          sqsRecord('bad-json', 'not json'),
+          sqsRecord(
+            'unknown-job',
+            JSON.stringify({ jobId: '00000000-0000-4000-8000-000000000000' }),
+          ),
+          sqsRecord('good', good!),
         ];
 
         const response = await stack.workerHandler({ Records: records }, {} as Context);
@@ -235,25 +239,6 @@ function tamper(pem: string): string {
   const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   der[der.length - 5] = (der[der.length - 5] ?? 0) ^ 0xff;
   return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----`;
-}
-
-function record(messageId: string, body: string): SQSRecord {
-  return {
-    messageId,
-    receiptHandle: `handle-${messageId}`,
-    body,
-    attributes: {
-      ApproximateReceiveCount: '1',
-      SentTimestamp: '0',
-      SenderId: 'test',
-      ApproximateFirstReceiveTimestamp: '0',
-    },
-    messageAttributes: {},
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:000000000000:work',
-    awsRegion: 'us-east-1',
-  };
 }
 
 /** Receives (and deletes) the messages of a queue that match, until one is found or time runs out. */

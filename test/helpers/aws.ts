@@ -3,11 +3,14 @@ import { type AwsClients, makeAwsClients } from '../../src/shared/aws-clients';
 
 export const REGION = 'us-east-1';
 
-/** The moto endpoint started by the global setup. */
+/** This jest worker's moto, started by the global setup. */
 export function motoEndpoint(): string {
-  const endpoint = process.env.MOTO_ENDPOINT;
-  if (!endpoint)
-    throw new Error('MOTO_ENDPOINT is not set: run the tests through jest (global setup)');
+  const endpoints = (process.env.MOTO_ENDPOINTS ?? '').split(',').filter(Boolean);
+  const worker = Number(process.env.JEST_WORKER_ID ?? '1');
+  const endpoint = endpoints[(worker - 1) % Math.max(1, endpoints.length)];
+  if (!endpoint) {
+    throw new Error('MOTO_ENDPOINTS is not set: run the tests through jest (global setup)');
+  }
   return endpoint;
 }
 

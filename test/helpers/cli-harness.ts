@@ -2,17 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import {
-  DescribeCertificateCommand,
-  ListThingPrincipalsCommand,
-  ResourceNotFoundException,
-} from '@aws-sdk/client-iot';
+import { DescribeCertificateCommand, ResourceNotFoundException } from '@aws-sdk/client-iot';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { runCli } from '../../src/cli/main';
 import type { SimDeviceSeed } from '../../src/local/balena-sim';
 import { type LocalStack, type LocalStackOptions, startLocalStack } from '../../src/local/stack';
 import { stackFile } from '../../src/local/stack-file';
 import { motoEndpoint, newUuid } from './aws';
+import { fromBase64, type ThingCertificate, thingCertificates } from './stack';
 
 /** Collects what a CLI run writes. */
 class Capture extends Writable {
@@ -64,11 +61,12 @@ export async function startCliStack(
     awsEndpoint: motoEndpoint(),
     seed: { fleets: [{ slug: fleet, services: ['main'], devices }] },
     maxReceiveCount: 3,
-    // Production ratios, scaled down: invocation timeout < lease < visibility timeout, so a slow
-    // but healthy attempt is never received twice. Failures set their own retry delay.
-    invocationTimeoutMs: 5_000,
-    leaseSeconds: 7.5,
-    visibilityTimeoutSeconds: 10,
+    // Production ratios (invocation timeout < lease < visibility timeout) with room for a loaded
+    // machine, so a slow but healthy attempt is never received twice. Failures set their own
+    // retry delay, so the DLQ scenario does not wait for the visibility timeout.
+    invocationTimeoutMs: 20_000,
+    leaseSeconds: 25,
+    visibilityTimeoutSeconds: 30,
     backoffBaseSeconds: 0,
     backoffMaxSeconds: 1,
     pollerConcurrency: 4,
@@ -120,39 +118,7 @@ export function parseJson<T = Record<string, unknown>>(result: CliResult): T {
   }
 }
 
-export interface ThingCertificate {
-  readonly arn: string;
-  readonly id: string;
-  readonly status: string;
-  readonly pem: string;
-}
-
-/** The thing's certificates as IoT describes them, or undefined when the thing does not exist. */
-export async function thingCertificates(
-  stack: LocalStack,
-  thingName: string,
-): Promise<ThingCertificate[] | undefined> {
-  let principals: string[];
-  try {
-    const out = await stack.aws.iot.send(new ListThingPrincipalsCommand({ thingName }));
-    principals = out.principals ?? [];
-  } catch (error: unknown) {
-    if (error instanceof ResourceNotFoundException) return undefined;
-    throw error;
-  }
-  return Promise.all(
-    principals.map(async (arn) => {
-      const id = arn.slice(arn.lastIndexOf('/') + 1);
-      const out = await stack.aws.iot.send(new DescribeCertificateCommand({ certificateId: id }));
-      return {
-        arn,
-        id,
-        status: out.certificateDescription?.status ?? '',
-        pem: out.certificateDescription?.certificatePem ?? '',
-      };
-    }),
-  );
-}
+export { fromBase64, type ThingCertificate, thingCertificates };
 
 export async function certificateExists(stack: LocalStack, certificateId: string) {
   try {
@@ -162,10 +128,6 @@ export async function certificateExists(stack: LocalStack, certificateId: string
     if (error instanceof ResourceNotFoundException) return false;
     throw error;
   }
-}
-
-export function fromBase64(value: string | undefined): string {
-  return Buffer.from(value ?? '', 'base64').toString('utf8');
 }
 
 /**

@@ -1,13 +1,17 @@
 import { type MotoServer, startMoto } from '../../src/local/moto';
 
 declare global {
-  var __MOTO__: MotoServer | undefined;
+  var __MOTOS__: MotoServer[] | undefined;
 }
 
-/** One moto server for the whole run; tests isolate themselves by unique names. */
-export default async function globalSetup(): Promise<void> {
-  const moto = await startMoto();
+/**
+ * One moto per jest worker (moto is single-threaded Python, the busiest process of a run):
+ * tests on a worker share its moto and isolate themselves by unique names.
+ */
+export default async function globalSetup(globalConfig: { maxWorkers: number }): Promise<void> {
+  const count = Math.max(1, globalConfig.maxWorkers);
+  const motos = await Promise.all(Array.from({ length: count }, () => startMoto()));
   // Global setup and teardown share this process; workers inherit the variable.
-  globalThis.__MOTO__ = moto;
-  process.env.MOTO_ENDPOINT = moto.endpoint;
+  globalThis.__MOTOS__ = motos;
+  process.env.MOTO_ENDPOINTS = motos.map((m) => m.endpoint).join(',');
 }

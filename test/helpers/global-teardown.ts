@@ -1,3 +1,3 @@
 export default async function globalTeardown(): Promise<void> {
-  await globalThis.__MOTO__?.stop();
+  await Promise.all((globalThis.__MOTOS__ ?? []).map((moto) => moto.stop()));
 }

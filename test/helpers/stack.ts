@@ -16,16 +16,27 @@ import {
 } from '../../src/shared/iot-registry';
 import { motoEndpoint, newUuid } from './aws';
 
-/** A local stack on the shared moto, with fast retry timings for tests. */
+/**
+ * Timings for tests that stop the worker on purpose: a stopped (hung) invocation is abandoned
+ * after 3 s and its message comes back after 6 s; one job per invocation keeps healthy attempts
+ * far inside the limit.
+ */
+export const CRASH_TIMINGS: LocalStackOptions = {
+  invocationTimeoutMs: 3_000,
+  leaseSeconds: 4.5,
+  visibilityTimeoutSeconds: 6,
+  batchSize: 1,
+};
+
+/** A local stack on this test worker's moto, with fast retry timings for tests. */
 export function startTestStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   return startLocalStack({
     awsEndpoint: motoEndpoint(),
-    // The production ratios, scaled down: a job's lease outlives the invocation that holds it
-    // (so a timed-out worker is gone before another may take over), and the visibility timeout
-    // outlives the lease (so a redelivered message finds the lease expired).
-    invocationTimeoutMs: 3_000,
-    leaseSeconds: 4.5,
-    visibilityTimeoutSeconds: 6,
+    // Production ratios (invocation timeout < lease < visibility timeout), with room for a
+    // loaded machine: an attempt is never cut short, and failures set their own retry delay.
+    invocationTimeoutMs: 20_000,
+    leaseSeconds: 25,
+    visibilityTimeoutSeconds: 30,
     backoffBaseSeconds: 0,
     backoffMaxSeconds: 1,
     maxReceiveCount: 8,
