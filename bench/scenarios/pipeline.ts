@@ -28,8 +28,6 @@ export interface MeasuredUsage {
   readonly workerInvocations: number;
   readonly workerBusyMs: number;
   readonly balenaRequests: number;
-  /** Median time a device's long poll is held (the API Lambda's billed duration per device). */
-  readonly jobP50Ms: number;
 }
 
 const quietIo = (stderr: string[]) => ({
@@ -156,7 +154,6 @@ export async function runBulk(ctx: BenchContext, devices: number) {
       workerInvocations: stack.poller.invocations - invocationsBefore,
       workerBusyMs: stack.poller.busyMs - busyBefore,
       balenaRequests,
-      jobP50Ms: summary.p50Ms,
     };
     return { summary, usage };
   } finally {
@@ -249,11 +246,15 @@ export async function runLongPoll(ctx: BenchContext, samples: number) {
  * ThrottlingException past them; the worker paces itself per operation. Also measured without
  * pacing, for comparison.
  */
-export async function runThrottled(ctx: BenchContext, devices: number) {
-  const paced = await throttledRun(ctx, devices, true);
-  const unpaced = await throttledRun(ctx, Math.min(devices, 150), false);
+export async function runThrottled(ctx: BenchContext, devices: number, rateScale: number) {
+  const rates = Object.fromEntries(
+    Object.entries(DEFAULT_IOT_RATES).map(([operation, rate]) => [operation, rate * rateScale]),
+  );
+  const paced = await throttledRun(ctx, devices, true, rates);
+  const unpaced = await throttledRun(ctx, Math.min(devices, 100), false, rates);
   return {
     ...paced,
+    rateScale,
     unpaced,
     alternative: {
       sequence: 'device policy attached to a thing group instead of to each certificate',
@@ -264,10 +265,16 @@ export async function runThrottled(ctx: BenchContext, devices: number) {
   };
 }
 
-async function throttledRun(ctx: BenchContext, devices: number, pacing: boolean) {
+async function throttledRun(
+  ctx: BenchContext,
+  devices: number,
+  pacing: boolean,
+  rates: Record<string, number>,
+) {
   ctx.log(`throttled: ${devices} devices, pacing ${pacing ? 'on' : 'off'}`);
   const { stack, proxy, fleet, units } = await startBenchStack(ctx, devices, {
-    rates: { ...DEFAULT_IOT_RATES },
+    rates,
+    iotRateLimits: rates,
     workerPacing: pacing,
     maxReceiveCount: 5,
     backoffBaseSeconds: 1,
@@ -283,7 +290,7 @@ async function throttledRun(ctx: BenchContext, devices: number, pacing: boolean)
     let tightest = Number.POSITIVE_INFINITY;
     let tightestOperation = '';
     for (const [operation, calls] of Object.entries(aws.byOperation)) {
-      const rate = DEFAULT_IOT_RATES[operation];
+      const rate = rates[operation];
       if (!rate || calls === 0) continue;
       const perDevice = rate / (calls / devices);
       if (perDevice < tightest) {

@@ -26,7 +26,7 @@ export class ProvisioningService {
   private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(private readonly deps: ProvisioningServiceDeps) {
-    this.pollIntervalMs = deps.pollIntervalMs ?? 150;
+    this.pollIntervalMs = deps.pollIntervalMs ?? 100;
     this.requeueAfterMs = deps.requeueAfterMs ?? 600_000;
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }

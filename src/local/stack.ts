@@ -47,6 +47,8 @@ export interface LocalStackOptions {
   readonly keyAlgorithm?: 'ec-p256' | 'rsa-2048';
   /** Pace IoT calls under the default quotas (default true, as deployed). */
   readonly workerPacing?: boolean;
+  /** The quotas to pace under (default: AWS's defaults). */
+  readonly iotRateLimits?: Readonly<Record<string, number>>;
   /** Written to devices as AWS_DATA_ENDPOINT when set. */
   readonly iotDataEndpoint?: string;
   /** Test hooks for the worker (e.g. `afterStep` to stop it between steps). */
@@ -146,6 +148,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       BACKOFF_MAX_SECONDS: String(options.backoffMaxSeconds ?? 30),
       DEVICE_KEY_ALGORITHM: options.keyAlgorithm ?? 'ec-p256',
       IOT_PACING: String(options.workerPacing ?? true),
+      ...(options.iotRateLimits ? { IOT_RATE_LIMITS: JSON.stringify(options.iotRateLimits) } : {}),
       ...(options.iotDataEndpoint ? { IOT_DATA_ENDPOINT: options.iotDataEndpoint } : {}),
     });
     const apiHandler = await composeApi(apiConfig);

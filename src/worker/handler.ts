@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { AppError, LeaseHeldError, PoisonMessageError, TransientError } from '../shared/errors';
-import { logger } from '../shared/observability';
+import { logger, metrics } from '../shared/observability';
 import { jobMessageSchema, type WorkQueue } from '../shared/queue';
 import { type BackoffPolicy, backoffSeconds } from './backoff';
 import { runJob, type StepDeps } from './steps';
@@ -32,6 +33,8 @@ export function makeRecordHandler(deps: WorkerDeps) {
       const deadline = remaining === undefined ? undefined : Date.now() + remaining - 500;
       const outcome = await runJob(deps, jobId, owner, deadline);
       logger.info('job processed', { outcome, receiveCount });
+      if (outcome !== 'skipped')
+        metrics.addMetric(`Jobs${capitalize(outcome)}`, MetricUnit.Count, 1);
     } catch (error: unknown) {
       await handleFailure(deps, record, jobId, owner, receiveCount, error);
       throw error;
@@ -63,6 +66,7 @@ async function handleFailure(
     return;
   }
   logger.warn('job attempt failed', { code, detail: message, receiveCount });
+  metrics.addMetric('JobAttemptsFailed', MetricUnit.Count, 1);
   if (receiveCount >= deps.maxReceiveCount) {
     // SQS moves the message to the DLQ on its next receive; make the job visibly failed now.
     const job = await deps.store.getJob(jobId);
@@ -82,6 +86,10 @@ async function handleFailure(
   );
 }
 
+function capitalize(word: string): string {
+  return word.charAt(0).toUpperCase() + word.slice(1);
+}
+
 function parseMessage(body: string): { jobId: string } | undefined {
   try {
     const parsed = jobMessageSchema.safeParse(JSON.parse(body));
@@ -96,9 +104,13 @@ export function makeHandler(deps: WorkerDeps) {
   const recordHandler = makeRecordHandler(deps);
   return async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
     const processor = new BatchProcessor(EventType.SQS);
-    return processPartialResponse(event, recordHandler, processor, {
-      context,
-      throwOnFullBatchFailure: false,
-    });
+    try {
+      return await processPartialResponse(event, recordHandler, processor, {
+        context,
+        throwOnFullBatchFailure: false,
+      });
+    } finally {
+      metrics.publishStoredMetrics();
+    }
   };
 }

@@ -1,6 +1,7 @@
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import type { LocalStack } from '../../src/local/stack';
+import { logger } from '../../src/shared/observability';
 import { newUuid } from '../helpers/aws';
 import {
   addDevices,
@@ -298,9 +299,32 @@ describe('device provisioning through the local stack', () => {
     });
   });
 
-  it('never lets a private key reach the table, the queue or a response', async () => {
+  it('never lets a private key reach a log line, the table, the queue or a response', async () => {
     const [device] = addDevices(stack, FLEET, 1);
-    const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey);
+    const logged: string[] = [];
+    const capture = (stream: NodeJS.WriteStream) =>
+      jest.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        logged.push(String(chunk));
+        return true;
+      });
+    const spies = [capture(process.stdout), capture(process.stderr)];
+    logger.setLogLevel('DEBUG');
+    // A failed variable write makes the worker log the failure and retry with a fresh key.
+    stack.sim!.addFault({
+      kind: 'status',
+      status: 500,
+      count: 1,
+      route: 'device_environment_variable',
+    });
+    let job: Record<string, unknown>;
+    try {
+      job = await provisionAndWait(stack, device!.uuid, device!.deviceKey);
+    } finally {
+      logger.setLogLevel('ERROR');
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(job.status).toBe('succeeded');
+    expect(logged.join('')).toContain('job attempt failed');
     const key = fromBase64(stack.sim!.deviceEnvVars(device!.uuid).AWS_PRIVATE_KEY);
     expect(key).toContain('PRIVATE KEY');
     const keyBody = key
@@ -318,9 +342,12 @@ describe('device provisioning through the local stack', () => {
         VisibilityTimeout: 0,
       }),
     );
-    const everything = [table, JSON.stringify(messages.Messages ?? []), JSON.stringify(job)].join(
-      '\n',
-    );
+    const everything = [
+      logged.join(''),
+      table,
+      JSON.stringify(messages.Messages ?? []),
+      JSON.stringify(job),
+    ].join('\n');
 
     expect(everything).not.toContain('PRIVATE KEY');
     expect(everything).not.toContain(keyBody.slice(20, 80));
