@@ -18,11 +18,6 @@ import type { BenchContext } from './scenarios/support';
 const SCENARIOS = ['bulk', 'burst', 'longpoll', 'throttled', 'coldStart', 'cost'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-// Node 20 runs here; Lambda runs 22. Quiet the SDK's notice and keep logs to errors.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-process.env.POWERTOOLS_LOG_LEVEL ??= 'ERROR';
-process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {

@@ -2,7 +2,8 @@
 // The `provisioner` ops CLI: runs the TypeScript sources through tsx (a dev dependency).
 
 // The shared Powertools logger writes JSON to stdout; keep it quiet unless asked for.
-process.env.LOG_LEVEL = process.env.LOG_LEVEL || 'SILENT';
+process.env.POWERTOOLS_LOG_LEVEL = process.env.POWERTOOLS_LOG_LEVEL || 'SILENT';
+process.env.POWERTOOLS_METRICS_DISABLED = process.env.POWERTOOLS_METRICS_DISABLED || 'true';
 // The AWS SDK warns on every run under Node 20 (supported here: package.json engines).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED =
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED || 'true';
