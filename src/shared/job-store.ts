@@ -390,25 +390,7 @@ export class DynamoDbJobStore implements JobStore {
     await this.doc.send(
       new TransactWriteCommand({
         TransactItems: [
-          {
-            Update: {
-              TableName: this.tableName,
-              Key: jobKey(job.jobId),
-              UpdateExpression:
-                'SET #status = :succeeded, gsi1pk = :key, #result = :result, updatedAt = :now, expiresAt = :ttl REMOVE leaseOwner, leaseUntil, lastError',
-              ConditionExpression: 'leaseOwner = :owner AND #status = :running',
-              ExpressionAttributeNames: { '#status': 'status', '#result': 'result' },
-              ExpressionAttributeValues: {
-                ':succeeded': 'succeeded',
-                ':running': 'running',
-                ':key': statusIndexKey('succeeded'),
-                ':result': result,
-                ':now': now.toISOString(),
-                ':ttl': this.expiresAt(now),
-                ':owner': owner,
-              },
-            },
-          },
+          this.finishedJobUpdate(job, now, 'succeeded', 'result', result, owner),
           {
             Update: {
               TableName: this.tableName,
@@ -436,33 +418,47 @@ export class DynamoDbJobStore implements JobStore {
     );
   }
 
+  /**
+   * The job half of a finishing transaction: the terminal status, its result or error, the TTL.
+   * Fenced by the lease when `owner` is given, else only by the job not being finished yet.
+   */
+  private finishedJobUpdate(
+    job: Job,
+    now: Date,
+    status: 'succeeded' | 'failed',
+    field: 'result' | 'error',
+    value: JobResult | JobError,
+    owner: string | undefined,
+  ) {
+    return {
+      Update: {
+        TableName: this.tableName,
+        Key: jobKey(job.jobId),
+        UpdateExpression: `SET #status = :status, gsi1pk = :key, #field = :value, updatedAt = :now, expiresAt = :ttl REMOVE leaseOwner, leaseUntil${status === 'succeeded' ? ', lastError' : ''}`,
+        ConditionExpression: owner
+          ? 'leaseOwner = :owner AND #status = :running'
+          : '#status IN (:queued, :running)',
+        ExpressionAttributeNames: { '#status': 'status', '#field': field },
+        ExpressionAttributeValues: {
+          ':status': status,
+          ':key': statusIndexKey(status),
+          ':value': value,
+          ':now': now.toISOString(),
+          ':ttl': this.expiresAt(now),
+          ':running': 'running',
+          ...(owner ? { ':owner': owner } : { ':queued': 'queued' }),
+        },
+      },
+    };
+  }
+
   async fail(job: Job, error: JobError, owner?: string): Promise<void> {
     const now = this.now();
     const firstProvision = job.action === 'provision' && !job.request.rotate;
     await this.doc.send(
       new TransactWriteCommand({
         TransactItems: [
-          {
-            Update: {
-              TableName: this.tableName,
-              Key: jobKey(job.jobId),
-              UpdateExpression:
-                'SET #status = :failed, gsi1pk = :key, #error = :error, updatedAt = :now, expiresAt = :ttl REMOVE leaseOwner, leaseUntil',
-              ConditionExpression: owner
-                ? 'leaseOwner = :owner AND #status = :running'
-                : '#status IN (:queued, :running)',
-              ExpressionAttributeNames: { '#status': 'status', '#error': 'error' },
-              ExpressionAttributeValues: {
-                ':failed': 'failed',
-                ':key': statusIndexKey('failed'),
-                ':error': error,
-                ':now': now.toISOString(),
-                ':ttl': this.expiresAt(now),
-                ':running': 'running',
-                ...(owner ? { ':owner': owner } : { ':queued': 'queued' }),
-              },
-            },
-          },
+          this.finishedJobUpdate(job, now, 'failed', 'error', error, owner),
           {
             Update: {
               TableName: this.tableName,
