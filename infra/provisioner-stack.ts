@@ -122,6 +122,9 @@ export class ProvisionerStack extends Stack {
         DEVICE_KEY_ALGORITHM: config.deviceKeyAlgorithm,
         // Worker instances share the account's IoT quotas by this many.
         WORKER_MAX_CONCURRENCY: String(config.workerMaxConcurrency),
+        // A job's lease must outlive the invocation holding it, so a timed-out worker is gone
+        // before another may take the job over (and stay below the visibility timeout).
+        LEASE_SECONDS: String(config.workerTimeoutSeconds + 30),
         ...(config.iotDataEndpoint ? { IOT_DATA_ENDPOINT: config.iotDataEndpoint } : {}),
       },
     });

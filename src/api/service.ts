@@ -41,6 +41,11 @@ export class ProvisioningService {
     request: JobRequest,
     requestedBy: string,
   ): Promise<RequestOutcome> {
+    if (action === 'provision' && request.rotate && !request.balenaService) {
+      // A rotation replaces the credentials where they are: at the service they were provisioned for.
+      const device = await this.deps.store.getDevice(uuid);
+      if (device?.balenaService) request = { ...request, balenaService: device.balenaService };
+    }
     const outcome = await this.deps.store.createJob({ action, uuid, request, requestedBy });
     if (outcome.kind === 'created') {
       await this.enqueueOrCompensate(outcome.job);

@@ -52,12 +52,13 @@ export interface IotRegistry {
     certificateId: string,
   ): Promise<{ status: string; certificatePem: string } | undefined>;
   /**
-   * Certificates created since `since` whose public key has one of `fingerprints`: how an
-   * interrupted issuing attempt is found exactly, never by guessing.
+   * Certificates created between `since` and `until` whose public key has one of
+   * `fingerprints`: how an interrupted issuing attempt is found exactly, never by guessing.
    */
   findCertificatesByKey(
     fingerprints: ReadonlySet<string>,
     since: Date,
+    until: Date,
   ): Promise<FoundCertificate[]>;
 }
 
@@ -202,11 +203,13 @@ export class AwsIotRegistry implements IotRegistry {
   async findCertificatesByKey(
     fingerprints: ReadonlySet<string>,
     since: Date,
+    until: Date,
   ): Promise<FoundCertificate[]> {
     if (fingerprints.size === 0) return [];
-    // Newest first, and stop at certificates older than the first attempt: the scan covers
-    // only the window in which the interrupted attempt could have created its certificate.
+    // Newest first; only certificates created inside the window in which the interrupted
+    // attempts could have created theirs are described (a minute of clock skew either side).
     const horizon = since.getTime() - 60_000;
+    const latest = until.getTime() + 60_000;
     const found: FoundCertificate[] = [];
     let marker: string | undefined;
     do {
@@ -215,9 +218,10 @@ export class AwsIotRegistry implements IotRegistry {
           new ListCertificatesCommand({ ascendingOrder: false, pageSize: 250, marker }),
         ),
       );
-      const recent = (page.certificates ?? []).filter(
-        (c) => (c.creationDate?.getTime() ?? Number.POSITIVE_INFINITY) >= horizon,
-      );
+      const recent = (page.certificates ?? []).filter((c) => {
+        const created = c.creationDate?.getTime();
+        return created === undefined || (created >= horizon && created <= latest);
+      });
       for (const summary of recent) {
         if (!summary.certificateId || !summary.certificateArn) continue;
         const described = await this.describeCertificate(summary.certificateId);

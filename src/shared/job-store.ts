@@ -76,7 +76,10 @@ export interface JobStore {
   /** Gives the lease back after a transient failure, keeping the error for operators. */
   release(jobId: string, owner: string, lastError: JobError): Promise<void>;
   succeed(job: Job, owner: string, result: JobResult, device: DeviceOutcome): Promise<void>;
-  /** Fails the job and frees the device; `owner` fences it when given. */
+  /**
+   * Fails the job and frees the device; `owner` fences it when given, else it fails only a job
+   * no worker holds.
+   */
   fail(job: Job, error: JobError, owner?: string): Promise<void>;
   /** Deletes a queued job that was never enqueued and frees its device (enqueue compensation). */
   discard(job: Job): Promise<void>;
@@ -437,7 +440,7 @@ export class DynamoDbJobStore implements JobStore {
         UpdateExpression: `SET #status = :status, gsi1pk = :key, #field = :value, updatedAt = :now, expiresAt = :ttl REMOVE leaseOwner, leaseUntil${status === 'succeeded' ? ', lastError' : ''}`,
         ConditionExpression: owner
           ? 'leaseOwner = :owner AND #status = :running'
-          : '#status IN (:queued, :running)',
+          : '#status IN (:queued, :running) AND (attribute_not_exists(leaseUntil) OR leaseUntil < :nowMs)',
         ExpressionAttributeNames: { '#status': 'status', '#field': field },
         ExpressionAttributeValues: {
           ':status': status,
@@ -446,7 +449,7 @@ export class DynamoDbJobStore implements JobStore {
           ':now': now.toISOString(),
           ':ttl': this.expiresAt(now),
           ':running': 'running',
-          ...(owner ? { ':owner': owner } : { ':queued': 'queued' }),
+          ...(owner ? { ':owner': owner } : { ':queued': 'queued', ':nowMs': now.getTime() }),
         },
       },
     };

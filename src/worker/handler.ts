@@ -62,7 +62,10 @@ async function handleFailure(
   if (error instanceof LeaseHeldError) {
     // A duplicate delivery while another worker runs the job: come back after its lease.
     logger.info('job busy elsewhere', { receiveCount });
-    await deps.queue.delay(record.receiptHandle, Math.ceil(error.retryAfterMs ?? 1000) / 1000);
+    await deps.queue.delay(
+      record.receiptHandle,
+      Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000)),
+    );
     return;
   }
   logger.warn('job attempt failed', { code, detail: message, receiveCount });
@@ -71,8 +74,12 @@ async function handleFailure(
     // SQS moves the message to the DLQ on its next receive; make the job visibly failed now.
     const job = await deps.store.getJob(jobId);
     if (job) {
+      const exhausted = { code: 'retries_exhausted', message: `${code}: ${message}` };
+      // With the lease we hold; or, when this attempt never got it (the error came from taking
+      // it), only if no other worker holds it now.
       await deps.store
-        .fail(job, { code: 'retries_exhausted', message: `${code}: ${message}` }, owner)
+        .fail(job, exhausted, owner)
+        .catch(() => deps.store.fail(job, exhausted))
         .catch((failError: unknown) => logger.error('could not mark job failed', { failError }));
     }
     await deps.queue.delay(record.receiptHandle, 0);

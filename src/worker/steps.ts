@@ -12,6 +12,8 @@ import type { DeviceOutcome, JobStore } from '../shared/job-store';
 export const CERT_VARIABLE = 'AWS_CERT';
 export const KEY_VARIABLE = 'AWS_PRIVATE_KEY';
 export const ENDPOINT_VARIABLE = 'AWS_DATA_ENDPOINT';
+/** Everything provisioning may write, and deprovisioning removes. */
+const DELIVERED_VARIABLES = [CERT_VARIABLE, KEY_VARIABLE, ENDPOINT_VARIABLE];
 
 /** The steps, in order; fault tests stop the worker after each (some are checkpoints). */
 export type StepName =
@@ -199,18 +201,20 @@ async function provision(
     const endpoint: Record<string, string> = deps.dataEndpoint
       ? { [ENDPOINT_VARIABLE]: deps.dataEndpoint }
       : {};
+    // AWS_CERT is written last: when it names this certificate, everything before it landed
+    // too, which is what a resumed job checks (the writes are separate balena calls).
     if (csrMode) {
-      await deps.directory.setVariables(scope, {
-        [CERT_VARIABLE]: toBase64(certificatePem),
-        ...endpoint,
-      });
       await deps.directory.removeVariables(scope, [KEY_VARIABLE]);
+      await deps.directory.setVariables(scope, {
+        ...endpoint,
+        [CERT_VARIABLE]: toBase64(certificatePem),
+      });
     } else {
       if (!privateKeyPem) throw new Error('the private key of an undelivered certificate is lost');
       await deps.directory.setVariables(scope, {
-        [CERT_VARIABLE]: toBase64(certificatePem),
         [KEY_VARIABLE]: toBase64(privateKeyPem),
         ...endpoint,
+        [CERT_VARIABLE]: toBase64(certificatePem),
       });
     }
     await run.save({ deliveredCertificateId: cp.certificateId }, 'variables');
@@ -260,10 +264,12 @@ async function provision(
 async function retireInterruptedAttempts(deps: StepDeps, run: JobRun): Promise<void> {
   const attempts = run.cp.issueAttempts ?? [];
   if (attempts.length === 0) return;
-  const since = new Date(Math.min(...attempts.map((a) => Date.parse(a.startedAt))));
+  const starts = attempts.map((a) => Date.parse(a.startedAt));
+  // An attempt's certificate was created while its worker held the lease: that bounds the scan.
   const found = await deps.iot.findCertificatesByKey(
     new Set(attempts.map((a) => a.keyFingerprint)),
-    since,
+    new Date(Math.min(...starts)),
+    new Date(Math.max(...starts) + deps.leaseMs),
   );
   for (const certificate of found) {
     await deps.iot.retireCertificate(certificate.certificateArn, deps.policyName);
@@ -302,7 +308,7 @@ async function deprovision(
   if (!cp.variablesRemoved) {
     const device: BalenaDevice | undefined = await deps.directory.findDevice(uuid);
     if (device) {
-      await deps.directory.removeVariables({ deviceId: device.id }, [CERT_VARIABLE, KEY_VARIABLE]);
+      await deps.directory.removeVariables({ deviceId: device.id }, DELIVERED_VARIABLES);
       const service = job.request.balenaService;
       if (service) {
         const serviceInstallId = await deps.directory
@@ -312,10 +318,10 @@ async function deprovision(
             throw error;
           });
         if (serviceInstallId !== undefined) {
-          await deps.directory.removeVariables({ deviceId: device.id, serviceInstallId }, [
-            CERT_VARIABLE,
-            KEY_VARIABLE,
-          ]);
+          await deps.directory.removeVariables(
+            { deviceId: device.id, serviceInstallId },
+            DELIVERED_VARIABLES,
+          );
         }
       }
     }

@@ -91,6 +91,27 @@ describe('device lifecycle', () => {
     });
   });
 
+  describe('rotation', () => {
+    it('rotates the credentials where they were delivered: the service the device was provisioned for', async () => {
+      const [device] = addDevices(stack, FLEET, 1);
+      await provisionAndWait(stack, device!.uuid, device!.deviceKey, { balenaService: 'main' });
+      const [before] = (await thingCertificates(stack, device!.uuid))!;
+
+      const job = await provisionAndWait(stack, device!.uuid, device!.deviceKey, { rotate: true });
+
+      expect(job).toMatchObject({ status: 'succeeded', balenaService: 'main', rotate: true });
+      const certificates = (await thingCertificates(stack, device!.uuid))!;
+      expect(certificates.map((c) => c.id)).not.toContain(before!.id);
+      expect(certificates).toHaveLength(1);
+      const variables = stack.sim!.serviceEnvVars(device!.uuid, 'main');
+      expect(fromBase64(variables.AWS_CERT)).toBe(certificates[0]!.pem);
+      expect(
+        keyMatchesCertificate(fromBase64(variables.AWS_PRIVATE_KEY), certificates[0]!.pem),
+      ).toBe(true);
+      expect(stack.sim!.deviceEnvVars(device!.uuid)).toEqual({});
+    });
+  });
+
   describe('deprovision', () => {
     it('answers the legacy DELETE with "device deleted" for the device\'s own key and removes everything', async () => {
       const [device] = addDevices(stack, FLEET, 1);
