@@ -42,14 +42,13 @@ export function rateLimiter(perSecond: number | undefined): () => Promise<void> 
 }
 
 /**
- * Runs `fn`, retrying accidents (a dropped connection, an emulator's 500, a TransientError)
- * with jittered exponential backoff. Other domain errors (AppError: a conflict, a refused
- * enqueue) are answers, not accidents, and are thrown at once. `onRetry` learns of each retry,
- * so callers know an earlier attempt may have been applied.
+ * Runs a balena call (balena-sdk retries only 429s; the AWS SDK retries its own calls),
+ * retrying accidents (a dropped connection, a 5xx, a TransientError) with jittered exponential
+ * backoff. Domain errors (AppError) are answers, not accidents, and are thrown at once.
  */
 export async function withRetry<T>(
   fn: () => Promise<T>,
-  options: { attempts?: number; onRetry?: (error: unknown) => void } = {},
+  options: { attempts?: number } = {},
 ): Promise<T> {
   const attempts = options.attempts ?? 5;
   for (let attempt = 1; ; attempt++) {
@@ -58,7 +57,6 @@ export async function withRetry<T>(
     } catch (error: unknown) {
       const final = error instanceof AppError && !(error instanceof TransientError);
       if (attempt >= attempts || final) throw error;
-      options.onRetry?.(error);
       await sleep(Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random()));
     }
   }

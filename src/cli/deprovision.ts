@@ -5,7 +5,6 @@ import { mapLimit } from './concurrency';
 import { errorMessage } from './enroll';
 import { UsageError } from './errors';
 import { type CliIo, confirm, note, printJson, printLine } from './io';
-import { requestJob } from './request';
 import { formatTable } from './table';
 import type { CliContext } from './target';
 import { followAndFinish } from './wait';
@@ -79,9 +78,7 @@ export async function deprovision(
     options.concurrency,
     async (u): Promise<DeprovisionResult> => {
       try {
-        const outcome: RequestOutcome = await requestJob(ctx, () =>
-          ctx.service.requestDeprovision(u, 'cli'),
-        );
+        const outcome: RequestOutcome = await ctx.service.requestDeprovision(u, 'cli');
         return {
           uuid: u,
           outcome: outcome.kind === 'created' ? 'enqueued' : 'active',

@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { Job } from '../shared/domain';
 import { jobMessageSchema } from '../shared/queue';
-import { chunk, mapLimit, rateLimiter, withRetry } from './concurrency';
+import { chunk, mapLimit, rateLimiter } from './concurrency';
 import { UsageError } from './errors';
 import { type CliIo, printJson, printLine } from './io';
 import { formatTable, truncate } from './table';
@@ -211,8 +211,8 @@ export async function replayDlq(ctx: CliContext, io: CliIo, options: ReplayOptio
         }
         handled.add(jobId);
         await throttle();
-        const requeued = await withRetry(() => ctx.store.requeue(jobId));
-        const job = await withRetry(() => ctx.store.getJob(jobId));
+        const requeued = await ctx.store.requeue(jobId);
+        const job = await ctx.store.getJob(jobId);
         if (requeued) {
           toSend.push({ message: m, job });
         } else {
@@ -234,14 +234,12 @@ export async function replayDlq(ctx: CliContext, io: CliIo, options: ReplayOptio
         }
       }
       if (toSend.length > 0) {
-        // Retrying may send a message twice: harmless, the worker is idempotent.
-        const sent = await withRetry(() =>
-          ctx.aws.sqs.send(
-            new SendMessageBatchCommand({
-              QueueUrl: ctx.target.queueUrl,
-              Entries: toSend.map((s, i) => ({ Id: String(i), MessageBody: s.message.body })),
-            }),
-          ),
+        // An SDK retry may send a message twice: harmless, the worker is idempotent.
+        const sent = await ctx.aws.sqs.send(
+          new SendMessageBatchCommand({
+            QueueUrl: ctx.target.queueUrl,
+            Entries: toSend.map((s, i) => ({ Id: String(i), MessageBody: s.message.body })),
+          }),
         );
         const refused = new Map((sent.Failed ?? []).map((f) => [Number(f.Id), f]));
         for (const [i, s] of toSend.entries()) {
@@ -306,13 +304,11 @@ export async function replayDlq(ctx: CliContext, io: CliIo, options: ReplayOptio
 
 async function deleteMessages(sqs: SQSClient, dlqUrl: string, messages: readonly DlqMessage[]) {
   for (const group of chunk(messages, 10)) {
-    await withRetry(() =>
-      sqs.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: dlqUrl,
-          Entries: group.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
-        }),
-      ),
+    await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: dlqUrl,
+        Entries: group.map((m, i) => ({ Id: String(i), ReceiptHandle: m.receiptHandle })),
+      }),
     );
   }
 }

@@ -3,7 +3,7 @@ import type { FleetDevice } from '../shared/balena-directory';
 import { type DeviceRecord, isTerminal, type Job, uuidSchema } from '../shared/domain';
 import { JobConflictError } from '../shared/errors';
 import type { CreateJobInput, CreateJobOutcome } from '../shared/job-store';
-import { chunk, mapLimit, withRetry } from './concurrency';
+import { chunk, mapLimit } from './concurrency';
 import { UsageError } from './errors';
 import { type CliIo, note, printJson, printLine } from './io';
 import { startProgress } from './progress';
@@ -174,17 +174,15 @@ async function enrollBatch(ctx: CliContext, batch: readonly FleetDevice[]) {
   const failures: Failure[] = [];
   const skipped: Skip[] = [];
   const created: Job[] = [];
-  // After a failed attempt, part of the batch may be recorded already: the jobs it created
-  // come back as 'active', and are recognised as ours below.
-  let retried = false;
-  const onRetry = () => {
-    retried = true;
-  };
+  // When the batch fails as a whole (after the SDK's own retries), each device is tried alone
+  // so one bad device is reported instead of failing the batch; jobs the failed batch may have
+  // recorded come back as 'active' and are recognised as ours below.
+  let fellBack = false;
   let outcomes: Array<CreateJobOutcome | Failure>;
   try {
-    outcomes = await withRetry(() => ctx.store.createJobs(inputs), { onRetry });
+    outcomes = await ctx.store.createJobs(inputs);
   } catch {
-    retried = true;
+    fellBack = true;
     outcomes = await mapLimit(inputs, 4, (input) => createOne(ctx, input));
   }
   for (const [i, outcome] of outcomes.entries()) {
@@ -192,7 +190,7 @@ async function enrollBatch(ctx: CliContext, batch: readonly FleetDevice[]) {
     if ('code' in outcome) failures.push(outcome);
     else if (outcome.kind === 'created') created.push(outcome.job);
     else if (outcome.kind === 'provisioned') skipped.push({ uuid, reason: 'provisioned' });
-    else if (retried && isOurs(outcome.job)) created.push(outcome.job);
+    else if (fellBack && isOurs(outcome.job)) created.push(outcome.job);
     else skipped.push({ uuid, reason: 'active_job' });
   }
 
@@ -200,8 +198,8 @@ async function enrollBatch(ctx: CliContext, batch: readonly FleetDevice[]) {
   for (const group of chunk(created, 10)) {
     let refused: Set<string>;
     try {
-      // A retry after a lost answer may send some twice: harmless, the worker is idempotent.
-      refused = new Set(await withRetry(() => ctx.queue.enqueueMany(group.map((j) => j.jobId))));
+      // An SDK retry after a lost answer may send some twice: harmless, the worker is idempotent.
+      refused = new Set(await ctx.queue.enqueueMany(group.map((j) => j.jobId)));
     } catch {
       refused = new Set(group.map((j) => j.jobId));
     }
@@ -211,9 +209,9 @@ async function enrollBatch(ctx: CliContext, batch: readonly FleetDevice[]) {
         continue;
       }
       // No message will ever run this job: fail it so the device is free for a re-run.
-      await withRetry(() =>
-        ctx.store.fail(job, { code: 'enqueue_failed', message: 'the job could not be queued' }),
-      ).catch(() => undefined);
+      await ctx.store
+        .fail(job, { code: 'enqueue_failed', message: 'the job could not be queued' })
+        .catch(() => undefined);
       failures.push({
         uuid: job.uuid,
         jobId: job.jobId,
@@ -230,7 +228,7 @@ async function createOne(
   input: CreateJobInput,
 ): Promise<CreateJobOutcome | Failure> {
   try {
-    return await withRetry(() => ctx.store.createJob(input));
+    return await ctx.store.createJob(input);
   } catch (error: unknown) {
     if (error instanceof JobConflictError) {
       return {

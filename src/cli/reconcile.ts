@@ -14,7 +14,6 @@ import { CERT_VARIABLE } from '../worker/steps';
 import { chunk, mapLimit, withRetry } from './concurrency';
 import { errorMessage } from './enroll';
 import { type CliIo, printJson, printLine } from './io';
-import { requestJob } from './request';
 import { formatTable } from './table';
 import type { CliContext } from './target';
 import { describeFailures, waitForJobs, waitJson } from './wait';
@@ -343,7 +342,7 @@ async function fixDrift(
   for (const uuid of rotate) {
     const service = records.get(uuid)?.balenaService;
     fixes.push(
-      await enqueueFix(ctx, 'provision', uuid, () =>
+      await enqueueFix('provision', uuid, () =>
         ctx.service.request(
           'provision',
           uuid,
@@ -355,20 +354,19 @@ async function fixDrift(
   }
   for (const uuid of gone) {
     fixes.push(
-      await enqueueFix(ctx, 'deprovision', uuid, () => ctx.service.requestDeprovision(uuid, 'cli')),
+      await enqueueFix('deprovision', uuid, () => ctx.service.requestDeprovision(uuid, 'cli')),
     );
   }
   return fixes;
 }
 
 async function enqueueFix(
-  ctx: CliContext,
   action: 'provision' | 'deprovision',
   uuid: string,
   request: () => Promise<RequestOutcome>,
 ): Promise<Fix> {
   try {
-    const outcome = await requestJob(ctx, request);
+    const outcome = await request();
     return {
       action,
       uuid,

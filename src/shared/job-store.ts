@@ -170,7 +170,10 @@ export class DynamoDbJobStore implements JobStore {
     for (let attempt = 0; attempt < 8; attempt++) {
       const { job, items, blockIfProvisioned } = this.newJobItems(input);
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+        // The token makes the SDK's own retry of a transaction whose answer was lost a no-op.
+        await this.doc.send(
+          new TransactWriteCommand({ TransactItems: items, ClientRequestToken: job.jobId }),
+        );
         return { kind: 'created', job };
       } catch (error: unknown) {
         if (!(error instanceof TransactionCanceledException)) throw error;
@@ -194,7 +197,10 @@ export class DynamoDbJobStore implements JobStore {
       const prepared = chunk.map((input) => this.newJobItems(input));
       try {
         await this.doc.send(
-          new TransactWriteCommand({ TransactItems: prepared.flatMap((p) => p.items) }),
+          new TransactWriteCommand({
+            TransactItems: prepared.flatMap((p) => p.items),
+            ClientRequestToken: randomUUID(),
+          }),
         );
         outcomes.push(...prepared.map((p) => ({ kind: 'created' as const, job: p.job })));
       } catch (error: unknown) {

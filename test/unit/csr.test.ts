@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { csrKeyFingerprint, generateDeviceCredentials, validateCsr } from '../../src/shared/csr';
 import { ValidationError } from '../../src/shared/errors';
 import { fingerprintSpki } from '../../src/shared/iot-registry';
@@ -18,11 +18,14 @@ describe('device credentials', () => {
       expect(fingerprintSpki(spki)).toBe(credentials.keyFingerprint);
       expect(csrKeyFingerprint(credentials.csrPem)).toBe(credentials.keyFingerprint);
       expect(await validateCsr(credentials.csrPem, UUID)).toBe(credentials.keyFingerprint);
-      expect(credentials.privateKeyPem).toMatch(
-        algorithm === 'ec-p256'
-          ? /^-----BEGIN EC PRIVATE KEY-----/
-          : /^-----BEGIN RSA PRIVATE KEY-----/,
-      );
+      // The traditional encodings AWS IoT itself hands out: SEC1 for EC, PKCS#1 for RSA.
+      const key = createPrivateKey(credentials.privateKeyPem);
+      expect(key.asymmetricKeyType).toBe(algorithm === 'ec-p256' ? 'ec' : 'rsa');
+      const traditional = key.export({
+        format: 'pem',
+        type: algorithm === 'ec-p256' ? 'sec1' : 'pkcs1',
+      });
+      expect(credentials.privateKeyPem).toBe(traditional);
     },
   );
 
